@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use lamoda_data::{
-    Category, DataError, EtalonPool, LabeledSet, Routing, SplitConfig, UnknownTagPolicy, load_labeled,
+    Category, DataError, EtalonPool, LabeledSet, Routing, SplitConfig, UnknownTagPolicy,
+    load_labeled,
 };
 
 /// The environment variable that names the data directory (same layout as
@@ -45,7 +46,9 @@ pub struct Project {
 impl Project {
     /// The project whose sources this binary was built from.
     pub fn from_build() -> Self {
-        Project { root: PathBuf::from(env!("CARGO_MANIFEST_DIR")) }
+        Project {
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        }
     }
 
     /// A project rooted at `root`.
@@ -86,12 +89,17 @@ impl Project {
     /// The train/dev split configuration, validated.
     pub fn split(&self) -> Result<SplitConfig, ProjectError> {
         let path = self.split_path();
-        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let config: SplitConfig = toml::from_str(&text).map_err(|e| DataError::Toml {
             path: path.clone(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        config.validate().map_err(|reason| ProjectError::Split { path, reason })?;
+        config
+            .validate()
+            .map_err(|reason| ProjectError::Split { path, reason })?;
         Ok(config)
     }
 }
@@ -120,8 +128,10 @@ impl DataDir {
 
     /// The categories that have a `labeled/<category>.csv`; an error when none has.
     pub fn categories(&self) -> Result<Vec<Category>, ProjectError> {
-        let present: Vec<Category> =
-            Category::ALL.into_iter().filter(|c| self.labeled_path(*c).is_file()).collect();
+        let present: Vec<Category> = Category::ALL
+            .into_iter()
+            .filter(|c| self.labeled_path(*c).is_file())
+            .collect();
         if present.is_empty() {
             return Err(ProjectError::NoLabeledData {
                 path: self.root.clone(),
@@ -138,6 +148,11 @@ impl DataDir {
         pool: &EtalonPool,
         policy: UnknownTagPolicy,
     ) -> Result<LabeledSet, ProjectError> {
-        Ok(load_labeled(&self.labeled_path(category), category, Some(pool), policy)?)
+        Ok(load_labeled(
+            &self.labeled_path(category),
+            category,
+            Some(pool),
+            policy,
+        )?)
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use lamoda_data::{
-    Category, UnknownTagPolicy, load_products, load_tag_mappings, load_tag_pools, load_test_examples,
-    train_dev_split,
+    Category, UnknownTagPolicy, load_products, load_tag_mappings, load_tag_pools,
+    load_test_examples, train_dev_split,
 };
 use lamoda_tags::{DATA_ENV, DataDir, Project};
 use lamoda_trainer::{FrequencyPrior, evaluate_prior};
@@ -32,10 +32,20 @@ fn every_pool_covers_its_labeled_file() {
     assert_eq!(data.categories().expect("labeled files"), Category::ALL);
     for category in Category::ALL {
         let pool = project.pool(category).expect("pool loads");
-        let set = data.labeled(category, &pool, UnknownTagPolicy::Error).expect("every tag is in the pool");
+        let set = data
+            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .expect("every tag is in the pool");
         let check = pool.check(&set);
-        assert!(check.unused.is_empty(), "{category}: unused pool tags {:?}", check.unused);
-        assert!((21..=30).contains(&pool.len()), "{category}: {} tags", pool.len());
+        assert!(
+            check.unused.is_empty(),
+            "{category}: unused pool tags {:?}",
+            check.unused
+        );
+        assert!(
+            (21..=30).contains(&pool.len()),
+            "{category}: {} tags",
+            pool.len()
+        );
         assert!(set.rows.iter().all(|r| !r.reviews.is_empty()));
     }
 }
@@ -53,20 +63,43 @@ fn row_counts_match_the_data_readme() {
     ];
     for (category, rows) in expected {
         let pool = project.pool(category).expect("pool");
-        let set = data.labeled(category, &pool, UnknownTagPolicy::Error).expect("loads");
+        let set = data
+            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .expect("loads");
         assert_eq!(set.rows.len(), rows, "{category}");
     }
     let root = data.root();
-    for file in ["reviews_sampled.csv", "reviews_sampled_with_tags.csv", "reviews_sampled_with_pull_tags.csv"] {
+    for file in [
+        "reviews_sampled.csv",
+        "reviews_sampled_with_tags.csv",
+        "reviews_sampled_with_pull_tags.csv",
+    ] {
         let products = load_products(&root.join(file)).expect(file);
         assert_eq!(products.len(), 2321, "{file}");
         assert_eq!(products[0].tags.is_some(), file != "reviews_sampled.csv");
     }
     let examples = load_test_examples(&root.join("test_examples.csv")).expect("test examples");
-    assert_eq!(examples.iter().map(|p| p.reviews.len()).sum::<usize>(), 58);
-    assert_eq!(load_tag_pools(&root.join("tag_pulls_raw.csv")).expect("raw pools").len(), 8);
-    assert_eq!(load_tag_pools(&root.join("tag_pulls_best.csv")).expect("best pools").len(), 8);
-    assert_eq!(load_tag_mappings(&root.join("tag_mappings.csv")).expect("mappings").len(), 1016);
+    // The data README says 58 reviews; the file has 59 rows of 3 products.
+    assert_eq!(examples.iter().map(|p| p.reviews.len()).sum::<usize>(), 59);
+    assert_eq!(examples.len(), 3);
+    assert_eq!(
+        load_tag_pools(&root.join("tag_pulls_raw.csv"))
+            .expect("raw pools")
+            .len(),
+        8
+    );
+    assert_eq!(
+        load_tag_pools(&root.join("tag_pulls_best.csv"))
+            .expect("best pools")
+            .len(),
+        8
+    );
+    assert_eq!(
+        load_tag_mappings(&root.join("tag_mappings.csv"))
+            .expect("mappings")
+            .len(),
+        1016
+    );
 }
 
 /// The prior's micro-F1, counted independently of the metrics module.
@@ -82,7 +115,10 @@ fn independent_prior_f1(tags: &[Vec<String>]) -> f64 {
     let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let top: Vec<&str> = ranked.iter().take(k).map(|x| x.0).collect();
-    let tp: usize = tags.iter().map(|r| r.iter().filter(|t| top.contains(&t.as_str())).count()).sum();
+    let tp: usize = tags
+        .iter()
+        .map(|r| r.iter().filter(|t| top.contains(&t.as_str())).count())
+        .sum();
     2.0 * tp as f64 / (k * tags.len() + total) as f64
 }
 
@@ -92,15 +128,22 @@ fn prior_matches_an_independent_count() {
     let data = data();
     for category in Category::ALL {
         let pool = project.pool(category).expect("pool");
-        let set = data.labeled(category, &pool, UnknownTagPolicy::Error).expect("loads");
+        let set = data
+            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .expect("loads");
         let rows: Vec<_> = set.rows.iter().collect();
         let prior = FrequencyPrior::fit(&pool, set.rows.iter());
         let ours = evaluate_prior(&prior, &pool, &rows, 3).micro_f1;
         let tags: Vec<Vec<String>> = set.rows.iter().map(|r| r.tags.clone()).collect();
         let theirs = independent_prior_f1(&tags);
-        assert!((ours - theirs).abs() < 1e-9, "{category}: {ours} vs {theirs}");
+        assert!(
+            (ours - theirs).abs() < 1e-9,
+            "{category}: {ours} vs {theirs}"
+        );
         // The split's dev rows are scored by a prior fitted on the rest.
         let split = train_dev_split(&set.rows, &project.split().expect("split config"));
-        assert!(split.dev.len() * 5 >= set.rows.len() - 5 && split.dev.len() * 5 <= set.rows.len() + 5);
+        assert!(
+            split.dev.len() * 5 >= set.rows.len() - 5 && split.dev.len() * 5 <= set.rows.len() + 5
+        );
     }
 }

@@ -18,7 +18,17 @@ pub fn run() -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("target"));
     let steps: [(&str, &[&str]); 3] = [
         ("format", &["fmt", "--all", "--", "--check"]),
-        ("lint", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        (
+            "lint",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         ("test", &["test", "--workspace"]),
     ];
     for (name, step_args) in steps {
@@ -30,7 +40,10 @@ pub fn run() -> anyhow::Result<()> {
             .status()
             .with_context(|| format!("cannot run cargo for the {name} step"))?;
         if !status.success() {
-            bail!("{name} step failed: cargo {} ({status})", step_args.join(" "));
+            bail!(
+                "{name} step failed: cargo {} ({status})",
+                step_args.join(" ")
+            );
         }
     }
     eprintln!("== all checks passed");

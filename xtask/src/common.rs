@@ -25,7 +25,10 @@ impl DataRootArgs {
             );
         };
         if !root.is_dir() {
-            bail!("training data directory {} does not exist (from {DATA_ENV} or --data-root)", root.display());
+            bail!(
+                "training data directory {} does not exist (from {DATA_ENV} or --data-root)",
+                root.display()
+            );
         }
         Ok(DataDir::new(root.clone()))
     }
@@ -40,10 +43,30 @@ pub fn project() -> Project {
 
 /// Reads the reviews of `--reviews FILE`: one review per line, blank lines skipped.
 pub fn read_reviews(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read reviews file {}", path.display()))?;
-    let reviews: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read reviews file {}", path.display()))?;
+    let reviews: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
     if reviews.is_empty() {
-        bail!("{}: no reviews (one review per line expected)", path.display());
+        bail!(
+            "{}: no reviews (one review per line expected)",
+            path.display()
+        );
     }
     Ok(reviews)
+}
+
+/// Prints `text` and a newline to stdout. A closed pipe (`| head`) ends the
+/// output quietly instead of failing.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

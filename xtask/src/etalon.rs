@@ -31,25 +31,49 @@ pub fn run(args: EtalonArgs) -> anyhow::Result<()> {
     };
     let mut problems = 0usize;
     for category in categories {
-        let labeled = load_labeled(&data.labeled_path(category), category, None, UnknownTagPolicy::Error)?;
+        let labeled = load_labeled(
+            &data.labeled_path(category),
+            category,
+            None,
+            UnknownTagPolicy::Error,
+        )?;
         let path = EtalonPool::path_in(&project.etalon_dir(), category);
-        let current = if path.exists() { Some(EtalonPool::load(&project.etalon_dir(), category)?) } else { None };
+        let current = if path.exists() {
+            Some(EtalonPool::load(&project.etalon_dir(), category)?)
+        } else {
+            None
+        };
         if args.write {
             let pool = EtalonPool::generate(&labeled, current.as_ref())?;
             std::fs::create_dir_all(project.etalon_dir())?;
             std::fs::write(&path, pool.to_toml(Some(&labeled)))
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{category}: wrote {} ({} tags, {} exclusive groups)", path.display(), pool.len(), pool.exclusive.len());
+            println!(
+                "{category}: wrote {} ({} tags, {} exclusive groups)",
+                path.display(),
+                pool.len(),
+                pool.exclusive.len()
+            );
             continue;
         }
         let Some(pool) = current else {
-            bail!("{} does not exist: run `cargo xtask etalon --write` to generate it", path.display());
+            bail!(
+                "{} does not exist: run `cargo xtask etalon --write` to generate it",
+                path.display()
+            );
         };
         let check = pool.check(&labeled);
-        println!("{category}: {} tags, {} rows", pool.len(), labeled.rows.len());
+        println!(
+            "{category}: {} tags, {} rows",
+            pool.len(),
+            labeled.rows.len()
+        );
         for (tag, n) in &check.unknown {
             problems += 1;
-            println!("  error: {tag:?} occurs {n}× in {} but is not in the pool", labeled.path.display());
+            println!(
+                "  error: {tag:?} occurs {n}× in {} but is not in the pool",
+                labeled.path.display()
+            );
         }
         for tag in &check.unused {
             println!("  warning: pool tag {tag:?} never occurs in the data");
@@ -59,7 +83,9 @@ pub fn run(args: EtalonArgs) -> anyhow::Result<()> {
             *by_group.entry(group.as_str()).or_default() += 1;
         }
         for (group, n) in by_group {
-            println!("  note: {n} rows carry more than one tag of exclusive group `{group}` (noisy labels)");
+            println!(
+                "  note: {n} rows carry more than one tag of exclusive group `{group}` (noisy labels)"
+            );
         }
     }
     if problems > 0 {

@@ -11,7 +11,7 @@ use lamoda_tags::DataDir;
 use lamoda_trainer::{FrequencyPrior, Metrics, evaluate_prior};
 use serde::Serialize;
 
-use crate::common::{DataRootArgs, project};
+use crate::common::{DataRootArgs, emit, project};
 
 /// Arguments of `cargo xtask eval`.
 #[derive(Args, Debug)]
@@ -85,7 +85,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut report = Report {
         model: args.model.clone(),
-        rows: if eval_dir.is_some() { "all rows of --data; prior fitted on all training rows" } else { "dev split; prior fitted on the train split" },
+        rows: if eval_dir.is_some() {
+            "all rows of --data; prior fitted on all training rows"
+        } else {
+            "dev split; prior fitted on the train split"
+        },
         categories: BTreeMap::new(),
         mean_micro_f1: 0.0,
         mean_prior_micro_f1: 0.0,
@@ -141,9 +145,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let n = report.categories.len() as f64;
     report.mean_micro_f1 = report.categories.values().map(|c| c.micro_f1).sum::<f64>() / n;
-    report.mean_prior_micro_f1 = report.categories.values().map(|c| c.prior_micro_f1).sum::<f64>() / n;
+    report.mean_prior_micro_f1 = report
+        .categories
+        .values()
+        .map(|c| c.prior_micro_f1)
+        .sum::<f64>()
+        / n;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit(&serde_json::to_string_pretty(&report)?)?;
     } else {
         print_table(&report);
     }
@@ -159,8 +168,18 @@ fn print_table(report: &Report) {
     for (name, c) in &report.categories {
         println!(
             "{:<8} {:>5} {:>9.3} {:>9.3} {:>10.3} {:>7.3} {:>7.3} {:>9.3}",
-            name, c.n, c.micro_f1, c.macro_f1, c.samples_f1, c.precision_at_k, c.recall_at_k, c.prior_micro_f1
+            name,
+            c.n,
+            c.micro_f1,
+            c.macro_f1,
+            c.samples_f1,
+            c.precision_at_k,
+            c.recall_at_k,
+            c.prior_micro_f1
         );
     }
-    println!("mean micro-F1 {:.3} (prior {:.3})", report.mean_micro_f1, report.mean_prior_micro_f1);
+    println!(
+        "mean micro-F1 {:.3} (prior {:.3})",
+        report.mean_micro_f1, report.mean_prior_micro_f1
+    );
 }

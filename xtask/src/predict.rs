@@ -8,7 +8,7 @@ use lamoda_data::UnknownTagPolicy;
 use lamoda_trainer::FrequencyPrior;
 use serde::Serialize;
 
-use crate::common::{DataRootArgs, project, read_reviews};
+use crate::common::{DataRootArgs, emit, project, read_reviews};
 
 /// Arguments of `cargo xtask predict`.
 #[derive(Args, Debug)]
@@ -52,7 +52,10 @@ struct TagProbability {
 /// Runs `cargo xtask predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     if args.model != "prior" {
-        bail!("--model {}: only `prior` is available in this build", args.model);
+        bail!(
+            "--model {}: only `prior` is available in this build",
+            args.model
+        );
     }
     let reviews = match (&args.text, &args.reviews) {
         (Some(text), _) if text.trim().is_empty() => bail!("--text is empty: give the review text"),
@@ -63,7 +66,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let project = project();
     let route = project.routing()?.route(&args.good_type);
     let pool = project.pool(route.category)?;
-    let training = args.data.resolve()?.labeled(route.category, &pool, UnknownTagPolicy::Error)?;
+    let training = args
+        .data
+        .resolve()?
+        .labeled(route.category, &pool, UnknownTagPolicy::Error)?;
     let prior = FrequencyPrior::fit(&pool, &training.rows);
     // The prior's "probabilities" are tag frequencies; it predicts its top k.
     let decoded = prior.predict();
@@ -75,14 +81,24 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         reviews: reviews.len(),
         tags: decoded
             .iter()
-            .map(|&i| TagProbability { tag: pool.tags[i].clone(), probability: prior.frequencies[i] })
+            .map(|&i| TagProbability {
+                tag: pool.tags[i].clone(),
+                probability: prior.frequencies[i],
+            })
             .collect(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        emit(&serde_json::to_string_pretty(&answer)?)?;
     } else {
-        let note = if route.fallback { " (fallback: no adapter of its own)" } else { "" };
-        println!("{} → {}{note}; model: {}", answer.good_type, answer.category, answer.model);
+        let note = if route.fallback {
+            " (fallback: no adapter of its own)"
+        } else {
+            ""
+        };
+        println!(
+            "{} → {}{note}; model: {}",
+            answer.good_type, answer.category, answer.model
+        );
         for t in &answer.tags {
             println!("  {:<28} {:.2}", t.tag, t.probability);
         }

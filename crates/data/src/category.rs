@@ -78,6 +78,9 @@ mod tests {
     fn unknown_name_lists_the_valid_ones() {
         let err = "toys".parse::<Category>().expect_err("not a category");
         let msg = err.to_string();
-        assert!(msg.contains("\"toys\"") && msg.contains("accs, bags"), "{msg}");
+        assert!(
+            msg.contains("\"toys\"") && msg.contains("accs, bags"),
+            "{msg}"
+        );
     }
 }

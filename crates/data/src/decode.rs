@@ -52,14 +52,20 @@ impl DecodeConfig {
             return Err(format!("threshold {} is not within 0..=1", self.threshold));
         }
         if self.min_tags > self.max_tags {
-            return Err(format!("min_tags {} exceeds max_tags {}", self.min_tags, self.max_tags));
+            return Err(format!(
+                "min_tags {} exceeds max_tags {}",
+                self.min_tags, self.max_tags
+            ));
         }
         if self.max_tags == 0 {
             return Err("max_tags must be at least 1".into());
         }
         if let Some(per_tag) = &self.per_tag_thresholds {
             if per_tag.len() != n_tags {
-                return Err(format!("{} per-tag thresholds for {n_tags} tags", per_tag.len()));
+                return Err(format!(
+                    "{} per-tag thresholds for {n_tags} tags",
+                    per_tag.len()
+                ));
             }
             if let Some(t) = per_tag.iter().find(|t| !in_range(**t)) {
                 return Err(format!("per-tag threshold {t} is not within 0..=1"));
@@ -85,7 +91,13 @@ pub struct Decoded {
 pub fn decode(probs: &[f32], pool: &EtalonPool, config: &DecodeConfig) -> Decoded {
     let groups = pool.group_of();
     let mut order: Vec<usize> = (0..probs.len()).collect();
-    let key = |i: usize| if probs[i].is_nan() { f32::NEG_INFINITY } else { probs[i] };
+    let key = |i: usize| {
+        if probs[i].is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            probs[i]
+        }
+    };
     order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
     let threshold = |i: usize| {
         config
@@ -137,7 +149,10 @@ mod tests {
             exclusive: groups
                 .iter()
                 .enumerate()
-                .map(|(g, idx)| TagGroup { name: format!("g{g}"), tags: idx.iter().map(|&i| tags[i].clone()).collect() })
+                .map(|(g, idx)| TagGroup {
+                    name: format!("g{g}"),
+                    tags: idx.iter().map(|&i| tags[i].clone()).collect(),
+                })
                 .collect(),
             tags,
             near_duplicates: vec![],
@@ -150,7 +165,11 @@ mod tests {
 
     #[test]
     fn threshold_orders_by_probability() {
-        let d = decode(&[0.6, 0.2, 0.9, 0.5], &pool(4, &[]), &DecodeConfig::default());
+        let d = decode(
+            &[0.6, 0.2, 0.9, 0.5],
+            &pool(4, &[]),
+            &DecodeConfig::default(),
+        );
         assert_eq!(indices(&d), [2, 0, 3]);
     }
 
@@ -169,13 +188,20 @@ mod tests {
 
     #[test]
     fn exclusive_group_keeps_one() {
-        let d = decode(&[0.7, 0.8, 0.6, 0.9], &pool(4, &[&[0, 1, 2]]), &DecodeConfig::default());
+        let d = decode(
+            &[0.7, 0.8, 0.6, 0.9],
+            &pool(4, &[&[0, 1, 2]]),
+            &DecodeConfig::default(),
+        );
         assert_eq!(indices(&d), [3, 1]);
     }
 
     #[test]
     fn per_tag_thresholds_replace_the_global_one() {
-        let config = DecodeConfig { per_tag_thresholds: Some(vec![0.7, 0.1, 0.5]), ..DecodeConfig::default() };
+        let config = DecodeConfig {
+            per_tag_thresholds: Some(vec![0.7, 0.1, 0.5]),
+            ..DecodeConfig::default()
+        };
         config.validate(3).expect("valid");
         let d = decode(&[0.6, 0.2, 0.55], &pool(3, &[]), &config);
         assert_eq!(indices(&d), [2, 1]);
@@ -189,11 +215,26 @@ mod tests {
 
     #[test]
     fn validation_messages() {
-        let bad = DecodeConfig { min_tags: 7, ..DecodeConfig::default() };
-        assert_eq!(bad.validate(3).expect_err("min > max"), "min_tags 7 exceeds max_tags 6");
-        let bad = DecodeConfig { threshold: 1.5, ..DecodeConfig::default() };
+        let bad = DecodeConfig {
+            min_tags: 7,
+            ..DecodeConfig::default()
+        };
+        assert_eq!(
+            bad.validate(3).expect_err("min > max"),
+            "min_tags 7 exceeds max_tags 6"
+        );
+        let bad = DecodeConfig {
+            threshold: 1.5,
+            ..DecodeConfig::default()
+        };
         assert!(bad.validate(3).is_err());
-        let bad = DecodeConfig { per_tag_thresholds: Some(vec![0.5]), ..DecodeConfig::default() };
-        assert_eq!(bad.validate(3).expect_err("length"), "1 per-tag thresholds for 3 tags");
+        let bad = DecodeConfig {
+            per_tag_thresholds: Some(vec![0.5]),
+            ..DecodeConfig::default()
+        };
+        assert_eq!(
+            bad.validate(3).expect_err("length"),
+            "1 per-tag thresholds for 3 tags"
+        );
     }
 }

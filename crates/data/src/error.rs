@@ -89,7 +89,9 @@ pub enum DataError {
         value: String,
     },
     /// A tag in the data is not in the category's etalon pool.
-    #[error("{path}: row {row}, field `tags`: unknown tag {tag:?}, not in the `{category}` etalon pool")]
+    #[error(
+        "{path}: row {row}, field `tags`: unknown tag {tag:?}, not in the `{category}` etalon pool"
+    )]
     UnknownTag {
         /// The file.
         path: PathBuf,

@@ -118,7 +118,9 @@ impl EtalonPool {
         let mut seen = HashSet::new();
         for tag in &self.tags {
             if tag.trim().is_empty() || tag.trim() != tag {
-                return Err(invalid(format!("tag {tag:?} is blank or has surrounding spaces")));
+                return Err(invalid(format!(
+                    "tag {tag:?} is blank or has surrounding spaces"
+                )));
             }
             if !seen.insert(tag.as_str()) {
                 return Err(invalid(format!("tag {tag:?} is listed twice")));
@@ -127,7 +129,10 @@ impl EtalonPool {
         let mut grouped = HashSet::new();
         for group in &self.exclusive {
             if group.tags.len() < 2 {
-                return Err(invalid(format!("exclusive group `{}` needs at least two tags", group.name)));
+                return Err(invalid(format!(
+                    "exclusive group `{}` needs at least two tags",
+                    group.name
+                )));
             }
             for tag in &group.tags {
                 if !seen.contains(tag.as_str()) {
@@ -137,13 +142,17 @@ impl EtalonPool {
                     )));
                 }
                 if !grouped.insert(tag.as_str()) {
-                    return Err(invalid(format!("tag {tag:?} is in more than one exclusive group")));
+                    return Err(invalid(format!(
+                        "tag {tag:?} is in more than one exclusive group"
+                    )));
                 }
             }
         }
         for dup in &self.near_duplicates {
             if let Some(tag) = dup.tags.iter().find(|t| !seen.contains(t.as_str())) {
-                return Err(invalid(format!("near_duplicates names {tag:?}, which is not in `tags`")));
+                return Err(invalid(format!(
+                    "near_duplicates names {tag:?}, which is not in `tags`"
+                )));
             }
         }
         Ok(())
@@ -187,7 +196,9 @@ impl EtalonPool {
             }
             for group in &self.exclusive {
                 if row.tags.iter().filter(|t| group.tags.contains(t)).count() > 1 {
-                    check.exclusive_violations.push((row.row, group.name.clone()));
+                    check
+                        .exclusive_violations
+                        .push((row.row, group.name.clone()));
                 }
             }
         }
@@ -219,9 +230,18 @@ impl EtalonPool {
         if let Some(curated) = curated {
             let tags = pool.tags.clone();
             let present = |group: &[String]| group.iter().all(|t| tags.contains(t));
-            pool.exclusive = curated.exclusive.iter().filter(|g| present(&g.tags)).cloned().collect();
-            pool.near_duplicates =
-                curated.near_duplicates.iter().filter(|d| present(&d.tags)).cloned().collect();
+            pool.exclusive = curated
+                .exclusive
+                .iter()
+                .filter(|g| present(&g.tags))
+                .cloned()
+                .collect();
+            pool.near_duplicates = curated
+                .near_duplicates
+                .iter()
+                .filter(|d| present(&d.tags))
+                .cloned()
+                .collect();
         }
         pool.validate(&data.path)?;
         Ok(pool)
@@ -229,26 +249,51 @@ impl EtalonPool {
 
     /// The pool as TOML, each tag annotated with its count in `data` when given.
     pub fn to_toml(&self, data: Option<&LabeledSet>) -> String {
-        let counts: BTreeMap<String, usize> = data.map(tag_counts).unwrap_or_default().into_iter().collect();
+        let counts: BTreeMap<String, usize> = data
+            .map(tag_counts)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
         let list = |tags: &[String]| tags.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
         let mut out = String::new();
-        let _ = writeln!(out, "# Etalon tag pool of `{}`: the model's outputs, in this order.", self.category);
-        let _ = writeln!(out, "# Regenerate with `cargo xtask etalon --write`; groups and notes are kept.");
+        let _ = writeln!(
+            out,
+            "# Etalon tag pool of `{}`: the model's outputs, in this order.",
+            self.category
+        );
+        let _ = writeln!(
+            out,
+            "# Regenerate with `cargo xtask etalon --write`; groups and notes are kept."
+        );
         let _ = writeln!(out, "category = {}", quote(self.category.name()));
         out.push_str("tags = [\n");
         for tag in &self.tags {
             match counts.get(tag) {
-                Some(n) => { let _ = writeln!(out, "    {}, # {n}", quote(tag)); }
-                None => { let _ = writeln!(out, "    {},", quote(tag)); }
+                Some(n) => {
+                    let _ = writeln!(out, "    {}, # {n}", quote(tag));
+                }
+                None => {
+                    let _ = writeln!(out, "    {},", quote(tag));
+                }
             }
         }
         out.push_str("]\n");
         for group in &self.exclusive {
-            let _ = write!(out, "\n[[exclusive]]\nname = {}\ntags = [{}]\n", quote(&group.name), list(&group.tags));
+            let _ = write!(
+                out,
+                "\n[[exclusive]]\nname = {}\ntags = [{}]\n",
+                quote(&group.name),
+                list(&group.tags)
+            );
         }
         for dup in &self.near_duplicates {
-            let _ = write!(out, "\n[[near_duplicates]]\ntags = [{}]\nnote = {}\n", list(&dup.tags), quote(&dup.note));
+            let _ = write!(
+                out,
+                "\n[[near_duplicates]]\ntags = [{}]\nnote = {}\n",
+                list(&dup.tags),
+                quote(&dup.note)
+            );
         }
         out
     }
@@ -262,7 +307,8 @@ pub(crate) fn tag_counts(data: &LabeledSet) -> Vec<(String, usize)> {
             *counts.entry(tag.as_str()).or_default() += 1;
         }
     }
-    let mut counts: Vec<(String, usize)> = counts.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
+    let mut counts: Vec<(String, usize)> =
+        counts.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     counts
 }
@@ -295,7 +341,10 @@ mod tests {
         let curated = EtalonPool {
             category: Category::Shoes,
             tags: vec!["Маломерят".into(), "Большемерки".into(), "Удобные".into()],
-            exclusive: vec![TagGroup { name: "size".into(), tags: vec!["Маломерят".into(), "Большемерки".into()] }],
+            exclusive: vec![TagGroup {
+                name: "size".into(),
+                tags: vec!["Маломерят".into(), "Большемерки".into()],
+            }],
             near_duplicates: vec![],
         };
         let pool = EtalonPool::generate(&d, Some(&curated)).expect("valid");
@@ -305,7 +354,10 @@ mod tests {
         assert!(text.contains("\"Удобные\", # 2"), "{text}");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("shoes.toml"), &text).expect("write");
-        assert_eq!(EtalonPool::load(dir.path(), Category::Shoes).expect("reload"), pool);
+        assert_eq!(
+            EtalonPool::load(dir.path(), Category::Shoes).expect("reload"),
+            pool
+        );
         assert_eq!(pool.group_of(), [None, Some(0), Some(0)]);
     }
 
@@ -314,7 +366,10 @@ mod tests {
         let pool = EtalonPool {
             category: Category::Shoes,
             tags: vec!["A".into(), "B".into(), "C".into()],
-            exclusive: vec![TagGroup { name: "ab".into(), tags: vec!["A".into(), "B".into()] }],
+            exclusive: vec![TagGroup {
+                name: "ab".into(),
+                tags: vec!["A".into(), "B".into()],
+            }],
             near_duplicates: vec![],
         };
         let check = pool.check(&data(&[&["A", "B"], &["X"], &["X", "A"]]));
@@ -327,17 +382,37 @@ mod tests {
     fn invalid_pools_are_rejected_with_reasons() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = [
-            ("category = \"shoes\"\ntags = [\"A\", \"A\"]\n", "listed twice"),
+            (
+                "category = \"shoes\"\ntags = [\"A\", \"A\"]\n",
+                "listed twice",
+            ),
             ("category = \"shoes\"\ntags = []\n", "no tags"),
-            ("category = \"shoes\"\ntags = [\"A\"]\n[[exclusive]]\nname = \"g\"\ntags = [\"A\", \"Z\"]\n", "\"Z\", which is not in `tags`"),
-            ("category = \"bags\"\ntags = [\"A\"]\n", "declares category `bags`"),
-            ("category = \"shoes\"\ntags = [\"A\"]\ncolour = 1\n", "unknown field `colour`"),
-            ("category = \"toys\"\ntags = [\"A\"]\n", "unknown variant `toys`"),
+            (
+                "category = \"shoes\"\ntags = [\"A\"]\n[[exclusive]]\nname = \"g\"\ntags = [\"A\", \"Z\"]\n",
+                "\"Z\", which is not in `tags`",
+            ),
+            (
+                "category = \"bags\"\ntags = [\"A\"]\n",
+                "declares category `bags`",
+            ),
+            (
+                "category = \"shoes\"\ntags = [\"A\"]\ncolour = 1\n",
+                "unknown field `colour`",
+            ),
+            (
+                "category = \"toys\"\ntags = [\"A\"]\n",
+                "unknown variant `toys`",
+            ),
         ];
         for (text, expected) in cases {
             std::fs::write(dir.path().join("shoes.toml"), text).expect("write");
-            let msg = EtalonPool::load(dir.path(), Category::Shoes).expect_err(text).to_string();
-            assert!(msg.contains("shoes.toml") && msg.contains(expected), "{expected}: {msg}");
+            let msg = EtalonPool::load(dir.path(), Category::Shoes)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                msg.contains("shoes.toml") && msg.contains(expected),
+                "{expected}: {msg}"
+            );
         }
     }
 }

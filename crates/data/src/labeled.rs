@@ -49,7 +49,8 @@ pub struct LabeledSet {
 impl LabeledSet {
     /// The path of a category's file under a data root: `<root>/labeled/<category>.csv`.
     pub fn path_in(root: &Path, category: Category) -> PathBuf {
-        root.join("labeled").join(format!("{}.csv", category.name()))
+        root.join("labeled")
+            .join(format!("{}.csv", category.name()))
     }
 }
 
@@ -187,7 +188,10 @@ mod tests {
             .expect_err("broken tags JSON");
         let msg = err.to_string();
         assert!(matches!(err, DataError::BadJson { row: 2, .. }), "{msg}");
-        assert!(msg.contains("bags.csv") && msg.contains("row 2") && msg.contains("`tags`"), "{msg}");
+        assert!(
+            msg.contains("bags.csv") && msg.contains("row 2") && msg.contains("`tags`"),
+            "{msg}"
+        );
         assert!(msg.contains("[\\\"a\\\","), "{msg}");
     }
 
@@ -203,16 +207,28 @@ mod tests {
     #[test]
     fn empty_file_and_header_only_are_errors() {
         assert!(matches!(load(b""), Err(DataError::EmptyFile { .. })));
-        assert!(matches!(load(b"\xEF\xBB\xBF\n"), Err(DataError::EmptyFile { .. })));
-        assert!(matches!(load(b"text,tags\n"), Err(DataError::NoRows { .. })));
+        assert!(matches!(
+            load(b"\xEF\xBB\xBF\n"),
+            Err(DataError::EmptyFile { .. })
+        ));
+        assert!(matches!(
+            load(b"text,tags\n"),
+            Err(DataError::NoRows { .. })
+        ));
     }
 
     #[test]
     fn invalid_utf8_names_row_and_field() {
         let err = load(b"text,tags\nok,[]\n\"bad \xff\xfe text\",[]\n").expect_err("invalid utf-8");
         let msg = err.to_string();
-        assert!(matches!(err, DataError::InvalidUtf8 { row: 2, .. }), "{msg}");
-        assert!(msg.contains("`text`") && msg.contains("bad \u{fffd}"), "{msg}");
+        assert!(
+            matches!(err, DataError::InvalidUtf8 { row: 2, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("`text`") && msg.contains("bad \u{fffd}"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -224,7 +240,10 @@ mod tests {
     #[test]
     fn text_json_must_be_strings_and_nonempty() {
         let err = load(b"text,tags\n\"[1, 2]\",[]\n").expect_err("numbers, not strings");
-        assert!(matches!(err, DataError::BadJson { ref field, .. } if field == "text"), "{err}");
+        assert!(
+            matches!(err, DataError::BadJson { ref field, .. } if field == "text"),
+            "{err}"
+        );
         let err = load(b"text,tags\n\"[\"\" \"\"]\",[]\n").expect_err("only blank reviews");
         assert!(err.to_string().contains("no review text"), "{err}");
     }
@@ -232,12 +251,19 @@ mod tests {
     #[test]
     fn unknown_tags_error_or_report() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(&dir, "bags.csv", "text,tags\nx,\"[\"\"Лёгкая\"\",\"\"Новая\"\"]\"\n".as_bytes());
+        let path = write(
+            &dir,
+            "bags.csv",
+            "text,tags\nx,\"[\"\"Лёгкая\"\",\"\"Новая\"\"]\"\n".as_bytes(),
+        );
         let pool = EtalonPool::new(Category::Bags, vec!["Лёгкая".into()]).expect("pool");
         let err = load_labeled(&path, Category::Bags, Some(&pool), UnknownTagPolicy::Error)
             .expect_err("Новая is unknown");
         let msg = err.to_string();
-        assert!(msg.contains("row 1") && msg.contains("\"Новая\"") && msg.contains("`bags`"), "{msg}");
+        assert!(
+            msg.contains("row 1") && msg.contains("\"Новая\"") && msg.contains("`bags`"),
+            "{msg}"
+        );
         let set = load_labeled(&path, Category::Bags, Some(&pool), UnknownTagPolicy::Report)
             .expect("report mode keeps going");
         assert_eq!(set.unknown_tags, [(1, "Новая".to_owned())]);

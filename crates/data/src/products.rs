@@ -223,7 +223,9 @@ mod tests {
         let path = file(
             &dir,
             "p.csv",
-            &format!("{HEADER}SKU1,\"[1, 2]\",\"[\"\"a\"\", \"\"b\"\"]\",Сумка,Bags,BAG,\"лёгкая; вместительная; \"\n"),
+            &format!(
+                "{HEADER}SKU1,\"[1, 2]\",\"[\"\"a\"\", \"\"b\"\"]\",Сумка,Bags,BAG,\"лёгкая; вместительная; \"\n"
+            ),
         );
         let products = load_products(&path).expect("valid");
         assert_eq!(products[0].comment_ids, [1, 2]);
@@ -237,17 +239,33 @@ mod tests {
     #[test]
     fn products_ids_must_match_reviews() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = file(&dir, "p.csv", &format!("{HEADER}S,\"[1]\",\"[\"\"a\"\", \"\"b\"\"]\",n,Bags,B,\n"));
-        let msg = load_products(&path).expect_err("1 id, 2 reviews").to_string();
-        assert!(msg.contains("row 1") && msg.contains("1 ids for 2 reviews"), "{msg}");
+        let path = file(
+            &dir,
+            "p.csv",
+            &format!("{HEADER}S,\"[1]\",\"[\"\"a\"\", \"\"b\"\"]\",n,Bags,B,\n"),
+        );
+        let msg = load_products(&path)
+            .expect_err("1 id, 2 reviews")
+            .to_string();
+        assert!(
+            msg.contains("row 1") && msg.contains("1 ids for 2 reviews"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn products_bad_id_json() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = file(&dir, "p.csv", &format!("{HEADER}S,\"[1, x]\",\"[\"\"a\"\"]\",n,Bags,B,\n"));
+        let path = file(
+            &dir,
+            "p.csv",
+            &format!("{HEADER}S,\"[1, x]\",\"[\"\"a\"\"]\",n,Bags,B,\n"),
+        );
         let msg = load_products(&path).expect_err("bad id").to_string();
-        assert!(msg.contains("`comment_id`") && msg.contains("integer ids"), "{msg}");
+        assert!(
+            msg.contains("`comment_id`") && msg.contains("integer ids"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -275,8 +293,13 @@ mod tests {
             "comment_id;product_sku;comment_text;name;good_type;good_subtype\n\
              1;A;x;M;Beauty_Accs;L\n2;A;y;M;Shoes;L\n",
         );
-        let msg = load_test_examples(&path).expect_err("two good types").to_string();
-        assert!(msg.contains("row 2") && msg.contains("`good_type`") && msg.contains("\"Shoes\""), "{msg}");
+        let msg = load_test_examples(&path)
+            .expect_err("two good types")
+            .to_string();
+        assert!(
+            msg.contains("row 2") && msg.contains("`good_type`") && msg.contains("\"Shoes\""),
+            "{msg}"
+        );
     }
 
     #[test]

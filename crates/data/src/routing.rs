@@ -37,7 +37,11 @@ impl Routing {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        if let Some(bad) = routing.good_types.keys().find(|k| k.trim().is_empty() || k.trim() != k.as_str()) {
+        if let Some(bad) = routing
+            .good_types
+            .keys()
+            .find(|k| k.trim().is_empty() || k.trim() != k.as_str())
+        {
             return Err(DataError::Invalid {
                 path: path.to_owned(),
                 reason: format!("good type {bad:?} is blank or has surrounding spaces"),
@@ -49,8 +53,14 @@ impl Routing {
     /// Routes a good type (exact match, surrounding spaces ignored).
     pub fn route(&self, good_type: &str) -> Route {
         match self.good_types.get(good_type.trim()) {
-            Some(&category) => Route { category, fallback: false },
-            None => Route { category: self.fallback, fallback: true },
+            Some(&category) => Route {
+                category,
+                fallback: false,
+            },
+            None => Route {
+                category: self.fallback,
+                fallback: true,
+            },
         }
     }
 }
@@ -75,7 +85,11 @@ mod tests {
             ("Spaceships", Category::Accs, true),
         ];
         for (good_type, category, fallback) in cases {
-            assert_eq!(routing.route(good_type), Route { category, fallback }, "{good_type}");
+            assert_eq!(
+                routing.route(good_type),
+                Route { category, fallback },
+                "{good_type}"
+            );
         }
     }
 
@@ -83,9 +97,18 @@ mod tests {
     fn bad_routing_files_are_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("routing.toml");
-        std::fs::write(&path, "fallback = \"accs\"\n[good_types]\nToys = \"toys\"\n").expect("write");
-        let msg = Routing::load(&path).expect_err("toys is no category").to_string();
-        assert!(msg.contains("routing.toml") && msg.contains("toys"), "{msg}");
+        std::fs::write(
+            &path,
+            "fallback = \"accs\"\n[good_types]\nToys = \"toys\"\n",
+        )
+        .expect("write");
+        let msg = Routing::load(&path)
+            .expect_err("toys is no category")
+            .to_string();
+        assert!(
+            msg.contains("routing.toml") && msg.contains("toys"),
+            "{msg}"
+        );
         std::fs::write(&path, "[good_types]\nBags = \"bags\"\n").expect("write");
         let msg = Routing::load(&path).expect_err("no fallback").to_string();
         assert!(msg.contains("fallback"), "{msg}");

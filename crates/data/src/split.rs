@@ -38,7 +38,11 @@ fn default_seed() -> u64 {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { folds: default_folds(), dev_fold: 0, seed: default_seed() }
+        SplitConfig {
+            folds: default_folds(),
+            dev_fold: 0,
+            seed: default_seed(),
+        }
     }
 }
 
@@ -49,7 +53,10 @@ impl SplitConfig {
             return Err(format!("folds must be at least 2, got {}", self.folds));
         }
         if self.dev_fold >= self.folds {
-            return Err(format!("dev_fold {} must be below folds {}", self.dev_fold, self.folds));
+            return Err(format!(
+                "dev_fold {} must be below folds {}",
+                self.dev_fold, self.folds
+            ));
         }
         Ok(())
     }
@@ -100,7 +107,8 @@ pub fn kfold(rows: &[ReviewStack], k: usize, seed: u64) -> Vec<usize> {
 /// The train/dev split of `rows` under `config`.
 pub fn train_dev_split(rows: &[ReviewStack], config: &SplitConfig) -> Split {
     let folds = kfold(rows, config.folds, config.seed);
-    let (dev, train): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&i| folds[i] == config.dev_fold);
+    let (dev, train): (Vec<usize>, Vec<usize>) =
+        (0..rows.len()).partition(|&i| folds[i] == config.dev_fold);
     Split { train, dev }
 }
 
@@ -132,7 +140,13 @@ mod tests {
         let mut all: Vec<usize> = a.train.iter().chain(&a.dev).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
-        let other = train_dev_split(&data, &SplitConfig { seed: 7, ..SplitConfig::default() });
+        let other = train_dev_split(
+            &data,
+            &SplitConfig {
+                seed: 7,
+                ..SplitConfig::default()
+            },
+        );
         assert_ne!(a.dev, other.dev);
     }
 
@@ -140,9 +154,14 @@ mod tests {
     fn split_is_stratified() {
         let data = rows(100);
         let split = train_dev_split(&data, &SplitConfig::default());
-        let count = |idx: &[usize], f: &dyn Fn(&ReviewStack) -> bool| idx.iter().filter(|&&i| f(&data[i])).count();
+        let count = |idx: &[usize], f: &dyn Fn(&ReviewStack) -> bool| {
+            idx.iter().filter(|&&i| f(&data[i])).count()
+        };
         // 10 rare rows and 30 untagged rows: 20 % of each lands in dev.
-        assert_eq!(count(&split.dev, &|r| r.tags.contains(&"rare".to_owned())), 2);
+        assert_eq!(
+            count(&split.dev, &|r| r.tags.contains(&"rare".to_owned())),
+            2
+        );
         assert_eq!(count(&split.dev, &|r| r.tags.is_empty()), 6);
     }
 
@@ -154,13 +173,32 @@ mod tests {
         assert_eq!(split.dev.len(), 6);
         assert_eq!(split.dev, [1, 7, 10, 17, 18, 22]);
         let folds = kfold(&rows(30), 3, 1);
-        assert_eq!((0..3).map(|f| folds.iter().filter(|&&x| x == f).count()).collect::<Vec<_>>(), [10, 10, 10]);
+        assert_eq!(
+            (0..3)
+                .map(|f| folds.iter().filter(|&&x| x == f).count())
+                .collect::<Vec<_>>(),
+            [10, 10, 10]
+        );
     }
 
     #[test]
     fn config_validation() {
-        assert!(SplitConfig { folds: 1, ..SplitConfig::default() }.validate().is_err());
-        assert!(SplitConfig { dev_fold: 5, ..SplitConfig::default() }.validate().is_err());
+        assert!(
+            SplitConfig {
+                folds: 1,
+                ..SplitConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SplitConfig {
+                dev_fold: 5,
+                ..SplitConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(SplitConfig::default().validate().is_ok());
     }
 }

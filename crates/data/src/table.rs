@@ -136,7 +136,12 @@ impl Row<'_> {
     }
 
     /// A [`DataError::BadValue`] for this row.
-    pub(crate) fn bad_value(&self, field: &str, value: &str, reason: impl Into<String>) -> DataError {
+    pub(crate) fn bad_value(
+        &self,
+        field: &str,
+        value: &str,
+        reason: impl Into<String>,
+    ) -> DataError {
         DataError::BadValue {
             path: self.table.path.clone(),
             row: self.number,

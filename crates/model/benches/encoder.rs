@@ -36,6 +36,25 @@ fn time<T>(mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn bench(name: &str, device: Device) {
+    // Backend matmul throughput, for context: [4096, 384] x [384, 1536].
+    let a = Tensor::<2>::ones([BATCH * SEQ, 384], &device);
+    let b = Tensor::<2>::ones([384, 1536], &device);
+    let mm = time(|| {
+        let out: Vec<f32> = a
+            .clone()
+            .matmul(b.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        out.len()
+    });
+    let gflop = 2.0 * (BATCH * SEQ * 384 * 1536) as f64 / 1e9;
+    println!(
+        "{name:8} matmul 4096x384x1536: {:8.1} ms ({:.1} GFLOP/s)",
+        mm.as_secs_f64() * 1e3,
+        gflop / mm.as_secs_f64()
+    );
+
     let mut config = EncoderConfig::e5_small();
     config.vocab_size = 8_000;
     let (ids, mask) = inputs(&device);

@@ -108,7 +108,7 @@ impl EncoderConfig {
                 return Err(bad(field, value.to_string(), "must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",
                 self.num_attention_heads.to_string(),

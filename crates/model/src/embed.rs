@@ -55,9 +55,8 @@ pub fn embed_texts<S: AsRef<str>>(
             pooled
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| ModelError::Tokenizer {
-                    path: "<tensor>".into(),
-                    detail: format!("reading embeddings: {e:?}"),
+                .map_err(|e| ModelError::Tensor {
+                    detail: format!("embeddings: {e:?}"),
                 })?;
         for (w, row) in group.iter().zip(values.chunks(hidden)) {
             for (s, v) in sums[w.0].iter_mut().zip(row) {

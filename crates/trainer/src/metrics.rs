@@ -59,7 +59,11 @@ pub struct Metrics {
 }
 
 fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
@@ -70,7 +74,13 @@ fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
 /// index; NaN ranks last).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    let key = |i: usize| if scores[i].is_nan() { f32::NEG_INFINITY } else { scores[i] };
+    let key = |i: usize| {
+        if scores[i].is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            scores[i]
+        }
+    };
     order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
     order.truncate(k);
     order
@@ -83,8 +93,17 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 ///
 /// # Panics
 /// When the three slices differ in length (a programming error).
-pub fn evaluate(gold: &[Vec<usize>], predicted: &[Vec<usize>], scores: &[Vec<f32>], k: usize) -> Metrics {
-    assert_eq!(gold.len(), predicted.len(), "gold and predictions differ in length");
+pub fn evaluate(
+    gold: &[Vec<usize>],
+    predicted: &[Vec<usize>],
+    scores: &[Vec<f32>],
+    k: usize,
+) -> Metrics {
+    assert_eq!(
+        gold.len(),
+        predicted.len(),
+        "gold and predictions differ in length"
+    );
     assert_eq!(gold.len(), scores.len(), "gold and scores differ in length");
     let n_labels = gold
         .iter()
@@ -93,7 +112,11 @@ pub fn evaluate(gold: &[Vec<usize>], predicted: &[Vec<usize>], scores: &[Vec<f32
         .chain(scores.iter().map(Vec::len))
         .max()
         .unwrap_or(0);
-    let (mut support, mut pred_count, mut tp) = (vec![0usize; n_labels], vec![0usize; n_labels], vec![0usize; n_labels]);
+    let (mut support, mut pred_count, mut tp) = (
+        vec![0usize; n_labels],
+        vec![0usize; n_labels],
+        vec![0usize; n_labels],
+    );
     let mut samples_sum = 0.0;
     let (mut p_at_k, mut r_at_k, mut r_rows) = (0.0, 0.0, 0usize);
     for ((g, p), s) in gold.iter().zip(predicted).zip(scores) {
@@ -107,7 +130,11 @@ pub fn evaluate(gold: &[Vec<usize>], predicted: &[Vec<usize>], scores: &[Vec<f32
                 tp[l] += 1;
             }
         }
-        samples_sum += if g.is_empty() && p.is_empty() { 1.0 } else { ratio(2 * hits, g.len() + p.len()) };
+        samples_sum += if g.is_empty() && p.is_empty() {
+            1.0
+        } else {
+            ratio(2 * hits, g.len() + p.len())
+        };
         let ranked = top_k(s, k);
         let k_hits = ranked.iter().filter(|l| g.contains(l)).count();
         p_at_k += ratio(k_hits, k);
@@ -116,7 +143,11 @@ pub fn evaluate(gold: &[Vec<usize>], predicted: &[Vec<usize>], scores: &[Vec<f32
             r_rows += 1;
         }
     }
-    let (tp_all, pred_all, gold_all): (usize, usize, usize) = (tp.iter().sum(), pred_count.iter().sum(), support.iter().sum());
+    let (tp_all, pred_all, gold_all): (usize, usize, usize) = (
+        tp.iter().sum(),
+        pred_count.iter().sum(),
+        support.iter().sum(),
+    );
     let per_tag: Vec<TagScore> = (0..n_labels)
         .filter(|&l| support[l] > 0 || pred_count[l] > 0)
         .map(|l| TagScore {
@@ -135,11 +166,23 @@ pub fn evaluate(gold: &[Vec<usize>], predicted: &[Vec<usize>], scores: &[Vec<f32
         micro_f1: f1(tp_all, pred_all - tp_all, gold_all - tp_all),
         micro_precision: ratio(tp_all, pred_all),
         micro_recall: ratio(tp_all, gold_all),
-        macro_f1: if per_tag.is_empty() { 0.0 } else { per_tag.iter().map(|t| t.f1).sum::<f64>() / per_tag.len() as f64 },
-        samples_f1: if rows == 0 { 0.0 } else { samples_sum / rows as f64 },
+        macro_f1: if per_tag.is_empty() {
+            0.0
+        } else {
+            per_tag.iter().map(|t| t.f1).sum::<f64>() / per_tag.len() as f64
+        },
+        samples_f1: if rows == 0 {
+            0.0
+        } else {
+            samples_sum / rows as f64
+        },
         k,
         precision_at_k: if rows == 0 { 0.0 } else { p_at_k / rows as f64 },
-        recall_at_k: if r_rows == 0 { 0.0 } else { r_at_k / r_rows as f64 },
+        recall_at_k: if r_rows == 0 {
+            0.0
+        } else {
+            r_at_k / r_rows as f64
+        },
         per_tag,
     }
 }
@@ -158,7 +201,12 @@ mod tests {
         // row 2: gold {},   pred {2}      row 3: gold {0,2}, pred {}
         let gold = vec![vec![0, 1], vec![1], vec![], vec![0, 2]];
         let pred = vec![vec![0, 2], vec![1], vec![2], vec![]];
-        let scores = vec![vec![0.9, 0.1, 0.8], vec![0.2, 0.7, 0.1], vec![0.1, 0.2, 0.6], vec![0.4, 0.3, 0.35]];
+        let scores = vec![
+            vec![0.9, 0.1, 0.8],
+            vec![0.2, 0.7, 0.1],
+            vec![0.1, 0.2, 0.6],
+            vec![0.4, 0.3, 0.35],
+        ];
         let m = evaluate(&gold, &pred, &scores, 2);
         // TP = 2 (0 in row 0, 1 in row 1); predicted 4; gold 5.
         close(m.micro_precision, 2.0 / 4.0);
@@ -173,7 +221,14 @@ mod tests {
         // recall@2 over rows with gold: 1/2, 1/1, 2/2
         close(m.recall_at_k, (0.5 + 1.0 + 1.0) / 3.0);
         assert_eq!(m.per_tag.len(), 3);
-        assert_eq!((m.per_tag[2].support, m.per_tag[2].predicted, m.per_tag[2].true_positives), (1, 2, 0));
+        assert_eq!(
+            (
+                m.per_tag[2].support,
+                m.per_tag[2].predicted,
+                m.per_tag[2].true_positives
+            ),
+            (1, 2, 0)
+        );
     }
 
     #[test]
@@ -194,7 +249,10 @@ mod tests {
         close(m.micro_recall, 0.5);
         close(m.micro_f1, 2.0 / 3.0);
         close(m.recall_at_k, 0.5);
-        assert_eq!(m.per_tag.iter().map(|t| t.label).collect::<Vec<_>>(), [0, 5]);
+        assert_eq!(
+            m.per_tag.iter().map(|t| t.label).collect::<Vec<_>>(),
+            [0, 5]
+        );
     }
 
     #[test]

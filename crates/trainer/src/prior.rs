@@ -37,7 +37,11 @@ impl FrequencyPrior {
                 }
             }
         }
-        let mean = if n == 0 { 0.0 } else { total_tags as f64 / n as f64 };
+        let mean = if n == 0 {
+            0.0
+        } else {
+            total_tags as f64 / n as f64
+        };
         FrequencyPrior {
             category: pool.category,
             // round() is half away from zero; at least one tag, at most the pool.
@@ -61,14 +65,24 @@ mod tests {
     use super::*;
 
     fn stack(tags: &[&str]) -> ReviewStack {
-        ReviewStack { row: 1, reviews: vec!["r".into()], tags: tags.iter().map(|t| (*t).to_owned()).collect() }
+        ReviewStack {
+            row: 1,
+            reviews: vec!["r".into()],
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        }
     }
 
     #[test]
     fn k_is_the_rounded_mean_and_tags_the_most_frequent() {
-        let pool = EtalonPool::new(Category::Bags, vec!["a".into(), "b".into(), "c".into()]).expect("pool");
+        let pool = EtalonPool::new(Category::Bags, vec!["a".into(), "b".into(), "c".into()])
+            .expect("pool");
         // mean tags = (2 + 2 + 1 + 1) / 4 = 1.5 -> k = 2
-        let rows = [stack(&["c", "b"]), stack(&["c", "b"]), stack(&["c"]), stack(&["a"])];
+        let rows = [
+            stack(&["c", "b"]),
+            stack(&["c", "b"]),
+            stack(&["c"]),
+            stack(&["a"]),
+        ];
         let prior = FrequencyPrior::fit(&pool, &rows);
         assert_eq!(prior.k, 2);
         assert_eq!(prior.frequencies, [0.25, 0.5, 0.75]);
