@@ -181,8 +181,9 @@ pub struct TagMapping {
     pub good_type: String,
     /// The raw tags that were merged.
     pub old_tags: Vec<String>,
-    /// What they were merged into.
-    pub new_tag: String,
+    /// What they were merged into; `None` when the curators dropped them
+    /// (an empty `new_tag`: too vague, e.g. `супер; хорошо; нравится`).
+    pub new_tag: Option<String>,
 }
 
 /// Reads `tag_mappings.csv` (`good_type`, `old_tags`, `new_tag`).
@@ -199,7 +200,9 @@ pub fn load_tag_mappings(path: &Path) -> Result<Vec<TagMapping>, DataError> {
             Ok(TagMapping {
                 good_type: non_empty(&row, "good_type")?.to_owned(),
                 old_tags,
-                new_tag: non_empty(&row, "new_tag")?.to_owned(),
+                new_tag: Some(row.get("new_tag")?.trim())
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
             })
         })
         .collect()
@@ -305,9 +308,11 @@ mod tests {
     #[test]
     fn mappings_and_pools() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = file(&dir, "m.csv", "good_type,old_tags,new_tag\nAccs,а; б,в\n");
+        let path = file(&dir, "m.csv", "good_type,old_tags,new_tag\nAccs,а; б,в\nAccs,г,\n");
         let maps = load_tag_mappings(&path).expect("valid");
         assert_eq!(maps[0].old_tags, ["а", "б"]);
+        assert_eq!(maps[0].new_tag.as_deref(), Some("в"));
+        assert_eq!(maps[1].new_tag, None);
         let path = file(&dir, "pools.csv", "good_type,tags\nBags,а; б\n");
         assert_eq!(load_tag_pools(&path).expect("valid")[0].tags, ["а", "б"]);
     }
