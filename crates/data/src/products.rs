@@ -308,7 +308,11 @@ mod tests {
     #[test]
     fn mappings_and_pools() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = file(&dir, "m.csv", "good_type,old_tags,new_tag\nAccs,а; б,в\nAccs,г,\n");
+        let path = file(
+            &dir,
+            "m.csv",
+            "good_type,old_tags,new_tag\nAccs,а; б,в\nAccs,г,\n",
+        );
         let maps = load_tag_mappings(&path).expect("valid");
         assert_eq!(maps[0].old_tags, ["а", "б"]);
         assert_eq!(maps[0].new_tag.as_deref(), Some("в"));

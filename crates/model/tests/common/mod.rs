@@ -200,6 +200,7 @@ fn linear(x: &[f64], w: &[f32], b: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+#[rustfmt::skip] // rustfmt takes minutes on the nested polynomial below.
 fn erf(x: f64) -> f64 {
     // Abramowitz–Stegun 7.1.26 is too coarse; use a series / continued fraction mix.
     let t = 1.0 / (1.0 + 0.5 * x.abs());
