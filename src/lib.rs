@@ -89,14 +89,7 @@ impl Project {
     /// The train/dev split configuration, validated.
     pub fn split(&self) -> Result<SplitConfig, ProjectError> {
         let path = self.split_path();
-        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let config: SplitConfig = toml::from_str(&text).map_err(|e| DataError::Toml {
-            path: path.clone(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let config: SplitConfig = lamoda_data::read_toml(&path)?;
         config
             .validate()
             .map_err(|reason| ProjectError::Split { path, reason })?;

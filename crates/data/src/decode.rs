@@ -90,15 +90,7 @@ pub struct Decoded {
 /// remaining ones fill up. NaN probabilities rank last and never pass a threshold.
 pub fn decode(probs: &[f32], pool: &EtalonPool, config: &DecodeConfig) -> Decoded {
     let groups = pool.group_of();
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    let key = |i: usize| {
-        if probs[i].is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            probs[i]
-        }
-    };
-    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    let order = crate::rank(probs);
     let threshold = |i: usize| {
         config
             .per_tag_thresholds

@@ -95,14 +95,7 @@ impl EtalonPool {
 
     /// Reads and validates one pool file.
     pub fn load_file(path: &Path) -> Result<Self, DataError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let pool: EtalonPool = toml::from_str(&text).map_err(|e| DataError::Toml {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let pool: EtalonPool = crate::read_toml(path)?;
         pool.validate(path)?;
         Ok(pool)
     }

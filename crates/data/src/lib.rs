@@ -29,3 +29,30 @@ pub use split::{Split, SplitConfig, kfold, train_dev_split};
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// Reads a TOML file into `T`; parse errors carry the file, line and column.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| DataError::Toml {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+/// Label indices ordered by descending score, ties to the lower index; NaN
+/// ranks last. Decoding and precision@k rank the same way.
+pub fn rank(scores: &[f32]) -> Vec<usize> {
+    let key = |i: usize| {
+        if scores[i].is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            scores[i]
+        }
+    };
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    order
+}

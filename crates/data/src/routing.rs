@@ -29,14 +29,7 @@ pub struct Route {
 impl Routing {
     /// Reads and validates a routing file.
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let routing: Routing = toml::from_str(&text).map_err(|e| DataError::Toml {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let routing: Routing = crate::read_toml(path)?;
         if let Some(bad) = routing
             .good_types
             .keys()

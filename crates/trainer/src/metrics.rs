@@ -73,15 +73,7 @@ fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
 /// The `k` best labels of a score vector (descending score, ties to the lower
 /// index; NaN ranks last).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    let key = |i: usize| {
-        if scores[i].is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            scores[i]
-        }
-    };
-    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    let mut order = lamoda_data::rank(scores);
     order.truncate(k);
     order
 }
