@@ -5,6 +5,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong while configuring, loading or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A base model directory is missing or is not an HF directory.
+    #[error(
+        "no base model at {dir}: expected config.json, model.safetensors and tokenizer.json \
+         there (fetch the offline base with `cargo xtask fetch-base e5-small`)"
+    )]
+    NoBase {
+        /// The directory looked in.
+        dir: PathBuf,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

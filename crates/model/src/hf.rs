@@ -106,6 +106,11 @@ pub struct LoadedBase {
 
 /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir` onto `device`.
 pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<LoadedBase> {
+    if !dir.join(CONFIG_FILE).is_file() {
+        return Err(ModelError::NoBase {
+            dir: dir.to_path_buf(),
+        });
+    }
     let config = EncoderConfig::from_file(&dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
     let encoder = load_weights(config.init(device), &weights)?;
