@@ -4,7 +4,14 @@
 pub mod evaluate;
 pub mod metrics;
 pub mod prior;
+pub mod train;
+pub mod train_config;
 
 pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_indices};
 pub use metrics::{Metrics, TagScore, evaluate, top_k};
 pub use prior::FrequencyPrior;
+pub use train::{
+    FeatureCache, TrainError, TrainMetrics, TrainReport, TrainedAdapter, load_trained,
+    predict_probabilities, train_category,
+};
+pub use train_config::{LoraSettings, Loss, TrainConfig};

@@ -1,0 +1,284 @@
+//! Training on a tiny random encoder and a synthetic dataset whose tags are written in
+//! the reviews: the loss falls, dev micro-F1 beats the prior, the saved adapter predicts
+//! exactly what the trained model did, and bad configs are named clearly.
+
+use std::path::Path;
+
+use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig};
+use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer};
+use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
+use lamoda_trainer::{
+    Loss, TrainConfig, load_trained, predict_probabilities,
+    train::{METRICS_FILE, THRESHOLDS_FILE},
+    train_category,
+};
+
+/// A 2-layer, 32-wide encoder with random weights and a letters-only tokenizer.
+fn tiny_base(dir: &Path) -> LoadedBase {
+    let c = EncoderConfig {
+        model_type: ModelType::XlmRoberta,
+        vocab_size: 40,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 40,
+        type_vocab_size: 1,
+        layer_norm_eps: 1e-5,
+        pad_token_id: 1,
+        hidden_act: HiddenAct::Gelu,
+    };
+    let device = default_device();
+    device.seed(7);
+    let encoder = c.init(&device);
+    let mut pieces: Vec<(String, f32)> = ["<s>", "<pad>", "</s>", "<unk>"]
+        .iter()
+        .map(|p| (p.to_string(), 0.0))
+        .collect();
+    for ch in 'a'..='z' {
+        pieces.push((format!("▁{ch}"), -2.0));
+    }
+    let tok = build_unigram_tokenizer(&pieces, &[], [0, 1, 2, 3]).expect("tokenizer");
+    let path = dir.join("tokenizer.json");
+    tok.save(&path, false).expect("save tokenizer");
+    LoadedBase {
+        encoder,
+        tokenizer: TextTokenizer::from_file(&path, 1, 38).expect("load tokenizer"),
+        info: BaseInfo {
+            dir: dir.to_path_buf(),
+            id: "tiny".into(),
+            weights_sha256: "0".repeat(64),
+        },
+    }
+}
+
+/// Tag `x` ↔ letter `x` somewhere in a review, `y` ↔ `y`, `z` ↔ `z`; noise letters a–h.
+fn dataset(n: usize) -> Vec<ReviewStack> {
+    let mut state = 12345u64;
+    let mut next = move |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    (0..n)
+        .map(|i| {
+            let mut tags: Vec<String> = Vec::new();
+            for (t, share) in [("x", 60), ("y", 35), ("z", 35)] {
+                if next(100) < share {
+                    tags.push(t.into());
+                }
+            }
+            if tags.is_empty() {
+                tags.push("x".into());
+            }
+            let n_reviews = 1 + next(3) as usize;
+            let mut reviews: Vec<String> = (0..n_reviews)
+                .map(|_| {
+                    (0..2 + next(4))
+                        .map(|_| char::from(b'a' + next(8) as u8).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            for (k, tag) in tags.iter().enumerate() {
+                let r = k % reviews.len();
+                reviews[r] = format!("{} {tag} {tag}", reviews[r]);
+            }
+            ReviewStack {
+                row: i + 2,
+                reviews,
+                tags,
+            }
+        })
+        .collect()
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        trainable_layers: 1,
+        lr: 2e-2,
+        head_lr: Some(5e-2),
+        warmup_ratio: 0.0,
+        batch_size: 16,
+        epochs: 30,
+        text_prefix: String::new(),
+        tune_thresholds: true,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn training_learns_tags_beats_prior_and_adapter_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let pool =
+        EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool");
+    let rows = dataset(300);
+    let out = dir.path().join("adapters");
+    let report = train_category(
+        &base,
+        &pool,
+        &rows,
+        &SplitConfig::default(),
+        &config(),
+        &out,
+        false,
+        false,
+    )
+    .expect("train");
+    let m = &report.metrics;
+    let first = m.history.first().expect("epochs").train_loss;
+    let last = m.history.last().expect("epochs").train_loss;
+    assert!(last < first * 0.8, "loss {first} → {last}");
+    assert!(
+        m.dev.micro_f1 > m.prior.micro_f1 + 0.15,
+        "dev micro-F1 {} vs prior {}",
+        m.dev.micro_f1,
+        m.prior.micro_f1
+    );
+    assert_eq!((m.n_train + m.n_dev), rows.len());
+    assert!(report.dir.join(METRICS_FILE).is_file());
+    assert!(report.dir.join(THRESHOLDS_FILE).is_file());
+    assert_eq!(report.thresholds.as_ref().map(Vec::len), Some(3));
+
+    // Saved → loaded adapter gives the same probabilities as the in-memory best model.
+    let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
+    let cfg = config();
+    let before = predict_probabilities(&report.model, &base.tokenizer, &cfg, &stacks)
+        .expect("predict in memory");
+    let trained = load_trained(&report.dir, &base).expect("load adapter");
+    assert_eq!(trained.config, cfg);
+    assert!(trained.thresholds.is_some());
+    let after = predict_probabilities(&trained.model, &base.tokenizer, &trained.config, &stacks)
+        .expect("predict loaded");
+    let diff = before
+        .iter()
+        .flatten()
+        .zip(after.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-6, "max |Δp| = {diff}");
+
+    // Resume after the last epoch only re-evaluates: same best epoch, nothing retrained.
+    let resumed = train_category(
+        &base,
+        &pool,
+        &rows,
+        &SplitConfig::default(),
+        &cfg,
+        &out,
+        false,
+        true,
+    )
+    .expect("resume");
+    assert_eq!(resumed.metrics.epoch, m.epoch);
+    assert_eq!(resumed.metrics.history.len(), m.history.len());
+    assert!((resumed.metrics.dev.micro_f1 - m.dev.micro_f1).abs() < 1e-9);
+}
+
+#[test]
+fn config_defaults_files_and_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Missing file → seed defaults.
+    let c = TrainConfig::load(dir.path(), Category::Shoes).expect("defaults");
+    assert_eq!(c, TrainConfig::default());
+    assert_eq!(
+        (c.lora.rank, c.lora.alpha, c.trainable_layers),
+        (8, 16.0, 4)
+    );
+    assert_eq!((c.batch_size, c.epochs, c.lr), (8, 3, 3e-4));
+
+    let write = |text: &str| {
+        let path = dir.path().join("shoes.toml");
+        std::fs::write(&path, text).expect("write");
+        TrainConfig::load(dir.path(), Category::Shoes).map_err(|e| e.to_string())
+    };
+    let c =
+        write("epochs = 5\nloss = { focal = { gamma = 2.0 } }\n[lora]\nrank = 4\n").expect("valid");
+    assert_eq!((c.epochs, c.lora.rank), (5, 4));
+    assert_eq!(c.loss, Loss::Focal { gamma: 2.0 });
+
+    let err = write("epocs = 5\n").expect_err("unknown field");
+    assert!(err.contains("shoes.toml") && err.contains("epocs"), "{err}");
+    let err = write("lr = 0.0\n").expect_err("lr");
+    assert!(
+        err.contains("shoes.toml") && err.contains("`lr` = 0"),
+        "{err}"
+    );
+    let err = write("batch_size = 0\n").expect_err("batch");
+    assert!(err.contains("batch_size"), "{err}");
+    let err = write("[lora]\ntargets = [\"qeury\"]\n").expect_err("target");
+    assert!(err.contains("qeury"), "{err}");
+    let err = write("loss = { focal = { gamma = -1.0 } }\n").expect_err("gamma");
+    assert!(err.contains("gamma") && err.contains("-1"), "{err}");
+
+    // Deeper than the encoder.
+    let base = tiny_base(dir.path());
+    let pool = EtalonPool::new(Category::Bags, vec!["x".into()]).expect("pool");
+    let rows = dataset(20);
+    let err = train_category(
+        &base,
+        &pool,
+        &rows,
+        &SplitConfig::default(),
+        &TrainConfig {
+            trainable_layers: 3,
+            ..TrainConfig::default()
+        },
+        dir.path(),
+        false,
+        false,
+    )
+    .expect_err("too deep")
+    .to_string();
+    assert!(
+        err.contains("trainable_layers") && err.contains("only 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for category in Category::ALL {
+        let c = TrainConfig::load(&configs, category).unwrap_or_else(|e| panic!("{category}: {e}"));
+        assert_eq!(
+            c,
+            TrainConfig::default(),
+            "{category} should hold the seed defaults"
+        );
+    }
+}
+
+#[test]
+fn schedule_warms_up_then_decays_and_thresholds_fit_each_tag() {
+    use lamoda_trainer::train::{learning_rate, tune_thresholds};
+    let c = TrainConfig {
+        lr: 1e-3,
+        warmup_ratio: 0.2,
+        ..TrainConfig::default()
+    };
+    let lrs: Vec<f64> = (0..10).map(|s| learning_rate(&c, s, 10)).collect();
+    assert!(
+        (lrs[0] - 5e-4).abs() < 1e-12 && (lrs[1] - 1e-3).abs() < 1e-12,
+        "{lrs:?}"
+    );
+    assert!(lrs[2..].windows(2).all(|w| w[1] < w[0]), "{lrs:?}");
+    assert!(lrs[9] > 0.0 && lrs[9] <= 1.25e-4, "{lrs:?}");
+
+    // Tag 0 is gold exactly when p ≥ 0.3; tag 1 is never gold and keeps 0.5.
+    let probs = vec![
+        vec![0.35, 0.9],
+        vec![0.32, 0.1],
+        vec![0.2, 0.6],
+        vec![0.1, 0.2],
+    ];
+    let gold = vec![
+        vec![1.0, 0.0],
+        vec![1.0, 0.0],
+        vec![0.0, 0.0],
+        vec![0.0, 0.0],
+    ];
+    assert_eq!(tune_thresholds(&probs, &gold), vec![0.3, 0.5]);
+}
