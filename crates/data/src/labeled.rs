@@ -120,7 +120,7 @@ pub fn load_labeled(
 fn parse_row(row: &Row<'_>) -> Result<ReviewStack, DataError> {
     let text = row.get("text")?;
     let reviews = parse_reviews(text).map_err(|reason| DataError::BadJson {
-        path: row_path(row),
+        path: row.path().to_owned(),
         row: row.number,
         field: "text".to_owned(),
         expected: "a JSON list of strings (the field starts with `[`)",
@@ -146,10 +146,6 @@ fn parse_row(row: &Row<'_>) -> Result<ReviewStack, DataError> {
         reviews,
         tags,
     })
-}
-
-fn row_path(row: &Row<'_>) -> PathBuf {
-    row.path().to_owned()
 }
 
 #[cfg(test)]

@@ -14,37 +14,31 @@ use lamoda_model::LoraConfig;
 use crate::train::TrainError;
 
 /// LoRA settings (the layers are chosen by [`TrainConfig::trainable_layers`]).
+/// Missing fields take the model crate's defaults ([`LoraConfig::default`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoraSettings {
     /// Rank `r` (default 8).
-    #[serde(default = "default_rank")]
     pub rank: usize,
     /// Scale numerator: the update is `alpha / r · A·B` (default 16).
-    #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// Adapted projections, names from `lamoda_model::lora::LORA_TARGETS`
     /// (default `["query", "value"]`).
-    #[serde(default = "default_targets")]
     pub targets: Vec<String>,
-}
-
-fn default_rank() -> usize {
-    8
-}
-fn default_alpha() -> f64 {
-    16.0
-}
-fn default_targets() -> Vec<String> {
-    vec!["query".into(), "value".into()]
 }
 
 impl Default for LoraSettings {
     fn default() -> Self {
+        let LoraConfig {
+            rank,
+            alpha,
+            targets,
+            ..
+        } = LoraConfig::default();
         Self {
-            rank: default_rank(),
-            alpha: default_alpha(),
-            targets: default_targets(),
+            rank,
+            alpha,
+            targets,
         }
     }
 }
