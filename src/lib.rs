@@ -61,6 +61,17 @@ impl Project {
         &self.root
     }
 
+    /// `adapters/`: the trained adapters shipped with the project, one directory per
+    /// category.
+    pub fn adapters_dir(&self) -> PathBuf {
+        self.root.join("adapters")
+    }
+
+    /// `models/e5-small/`: where `cargo xtask fetch-base e5-small` puts the base model.
+    pub fn base_dir(&self) -> PathBuf {
+        self.root.join("models").join("e5-small")
+    }
+
     /// `etalon_tags/`.
     pub fn etalon_dir(&self) -> PathBuf {
         self.root.join("etalon_tags")

@@ -2,13 +2,18 @@
 //! frequency prior.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lamoda_data::{Category, ReviewStack, UnknownTagPolicy, train_dev_split};
+use lamoda_data::{
+    Category, DecodeConfig, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split,
+};
+use lamoda_model::LoadedBase;
 use lamoda_tags::DataDir;
-use lamoda_trainer::{FrequencyPrior, Metrics, evaluate_prior};
+use lamoda_trainer::{
+    FrequencyPrior, Metrics, evaluate_prior, evaluate_probabilities, load_trained,
+};
 use serde::Serialize;
 
 use crate::common::{DataRootArgs, emit, project};
@@ -23,9 +28,15 @@ pub struct EvalArgs {
     /// training data). Without it, the dev split of the training data is used.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The model: `prior` (the frequency prior) or a trained model directory.
-    #[arg(long, default_value = "prior", value_name = "prior|DIR")]
-    model: String,
+    /// The model: a directory of trained adapters (`<DIR>/<category>/`, as written by
+    /// `cargo xtask train`) or `prior` (the frequency prior alone). Default: the project's
+    /// `adapters/`.
+    #[arg(long, value_name = "DIR|prior")]
+    model: Option<String>,
+    /// The base model directory the adapters were trained on (HF layout). Default: the
+    /// project's `models/e5-small/`.
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -64,17 +75,32 @@ struct Report {
 
 /// Runs `cargo xtask eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if args.model != "prior" {
-        bail!(
-            "--model {}: only the frequency prior (`--model prior`) can be evaluated yet; \
-             trained adapters are not part of this build",
-            args.model
-        );
-    }
     if args.k == 0 {
         bail!("--k must be at least 1");
     }
     let project = project();
+    let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
+    let model_dir = match args.model.as_deref() {
+        Some("prior") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(project.adapters_dir()),
+    };
+    if let Some(dir) = &model_dir
+        && !dir.is_dir()
+    {
+        bail!(
+            "model directory {} does not exist (train one with `cargo xtask train`, or pass \
+             --model prior)",
+            dir.display()
+        );
+    }
+    let base: Option<LoadedBase> = match &model_dir {
+        Some(_) => Some(lamoda_model::load_hf_dir(
+            &args.base.clone().unwrap_or_else(|| project.base_dir()),
+            &lamoda_model::default_device(),
+        )?),
+        None => None,
+    };
     let train = args.train_data.resolve()?;
     let split = project.split()?;
     let eval_dir = args.data.as_ref().map(|d| DataDir::new(d.clone()));
@@ -84,7 +110,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         (None, None) => train.categories()?,
     };
     let mut report = Report {
-        model: args.model.clone(),
+        model: model_name,
         rows: if eval_dir.is_some() {
             "all rows of --data; prior fitted on all training rows"
         } else {
@@ -123,8 +149,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         };
         let prior_metrics = evaluate_prior(&prior, &pool, &eval_rows, args.k);
-        // The only model of this build is the prior itself.
-        let model: Metrics = prior_metrics.clone();
+        let model: Metrics = match (&model_dir, &base) {
+            (Some(dir), Some(base)) => {
+                adapter_metrics(base, &dir.join(category.name()), &pool, &eval_rows, args.k)?
+            }
+            _ => prior_metrics.clone(),
+        };
         report.categories.insert(
             category.name().to_owned(),
             CategoryFigures {
@@ -157,6 +187,40 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
+}
+
+/// Metrics of the adapter in `adapter_dir` on `rows`, decoded the way `predict` decodes
+/// (saved per-tag thresholds, else 0.5).
+pub fn adapter_metrics(
+    base: &LoadedBase,
+    adapter_dir: &Path,
+    pool: &EtalonPool,
+    rows: &[&ReviewStack],
+    k: usize,
+) -> anyhow::Result<Metrics> {
+    let category = pool.category;
+    if !adapter_dir.is_dir() {
+        bail!(
+            "{}: no `{category}` adapter in the model directory",
+            adapter_dir.display()
+        );
+    }
+    let adapter = load_trained(adapter_dir, base)?;
+    let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
+    let probabilities = adapter
+        .probabilities(&base.tokenizer, &stacks)
+        .with_context(|| format!("scoring `{category}`"))?;
+    let decoding = DecodeConfig {
+        per_tag_thresholds: adapter.thresholds.map(|t| t.thresholds),
+        ..DecodeConfig::default()
+    };
+    Ok(evaluate_probabilities(
+        &probabilities,
+        pool,
+        rows,
+        &decoding,
+        k,
+    ))
 }
 
 fn print_table(report: &Report) {

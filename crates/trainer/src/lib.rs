@@ -11,7 +11,7 @@ pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_
 pub use metrics::{Metrics, TagScore, evaluate, top_k};
 pub use prior::FrequencyPrior;
 pub use train::{
-    FeatureCache, TrainError, TrainMetrics, TrainReport, TrainedAdapter, load_trained,
+    FeatureCache, Progress, TrainError, TrainMetrics, TrainReport, TrainedAdapter, load_trained,
     predict_probabilities, train_category,
 };
-pub use train_config::{LoraSettings, Loss, TrainConfig};
+pub use train_config::{LoraSettings, Loss, Pooling, TrainConfig};

@@ -31,10 +31,10 @@ use lamoda_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use lamoda_model::tokenize::pad_batch;
 use lamoda_model::{BaseInfo, Encoder, HeadSpec, LoadedBase, ModelError, TagModel, mean_pool};
 
-use crate::evaluate::{evaluate_prior, evaluate_probabilities};
+use crate::evaluate::{evaluate_prior, evaluate_probabilities, gold_indices};
 use crate::metrics::Metrics;
 use crate::prior::FrequencyPrior;
-use crate::train_config::{Loss, TrainConfig};
+use crate::train_config::{Loss, Pooling, TrainConfig};
 
 /// `k` of precision@k / recall@k in training reports.
 pub const REPORT_K: usize = 3;
@@ -181,7 +181,11 @@ pub fn tokenize_stacks(
                 .take(config.max_reviews_per_product)
                 .map(|r| {
                     let mut ids = base_tokenizer.encode(&format!("{}{r}", config.text_prefix))?;
-                    let max = config.max_tokens_per_review;
+                    // The configured cap, within what the encoder's positions allow.
+                    let max = config
+                        .max_tokens_per_review
+                        .min(base_tokenizer.max_len())
+                        .max(2);
                     if ids.len() > max {
                         let last = ids[ids.len() - 1];
                         ids.truncate(max - 1);
@@ -192,6 +196,28 @@ pub fn tokenize_stacks(
                 .collect()
         })
         .collect()
+}
+
+/// What [`train_category`] tells the user on stderr while it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Progress {
+    /// Nothing.
+    #[default]
+    Quiet,
+    /// One line when the cache is built and one per epoch (for logs, or several
+    /// categories trained at once).
+    Lines,
+    /// The lines, plus progress bars for the cache and each epoch (a terminal).
+    Bars,
+}
+
+impl Progress {
+    fn lines(self) -> bool {
+        self != Progress::Quiet
+    }
+    fn bars(self) -> bool {
+        self == Progress::Bars
+    }
 }
 
 /// One review's hidden states after the frozen lower layers: `len × hidden` values.
@@ -305,15 +331,14 @@ fn progress_bar(show: bool, len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// Logits `[products.len(), n_tags]` of head `head` for cached products: the adapted layers
-/// per review, token mean per review, review mean per product.
-pub fn product_logits(
+/// Each review's vector `[n_reviews, hidden]` after the adapted layers (token mean), for
+/// cached `products`, and the slot (index into `products`) each row belongs to.
+pub fn review_vectors(
     model: &TagModel,
-    head: usize,
     cache: &FeatureCache,
     products: &[usize],
     device: &Device,
-) -> Tensor<2> {
+) -> (Tensor<2>, Vec<usize>) {
     let h = cache.hidden;
     let n_layers = model.encoder.num_layers();
     let mut reviews: Vec<(usize, &CachedReview)> = products
@@ -322,7 +347,6 @@ pub fn product_logits(
         .flat_map(|(slot, &p)| cache.products[p].iter().map(move |r| (slot, r)))
         .collect();
     reviews.sort_by_key(|(_, r)| r.len);
-    let n = reviews.len();
     let mut pooled = Vec::new();
     for chunk in reviews.chunks(TRAIN_CHUNK) {
         let b = chunk.len();
@@ -340,20 +364,83 @@ pub fn product_logits(
             .forward_layers(x, &mask, cache.first_layer..n_layers);
         pooled.push(mean_pool(top, &mask));
     }
-    let pooled = Tensor::cat(pooled, 0);
+    (
+        Tensor::cat(pooled, 0),
+        reviews.iter().map(|(slot, _)| *slot).collect(),
+    )
+}
+
+/// Per-dimension mean and standard deviation of the review vectors of `products`, computed
+/// in chunks on the plain device (for the head's standardisation).
+pub fn review_statistics(
+    model: &TagModel,
+    cache: &FeatureCache,
+    products: &[usize],
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+    let h = cache.hidden;
+    let mut sum = vec![0f64; h];
+    let mut sum_sq = vec![0f64; h];
+    let mut n = 0usize;
+    for chunk in products.chunks(64) {
+        let (vectors, _) = review_vectors(model, cache, chunk, device);
+        for row in to_vec(vectors)?.chunks(h) {
+            for (j, &v) in row.iter().enumerate() {
+                sum[j] += f64::from(v);
+                sum_sq[j] += f64::from(v) * f64::from(v);
+            }
+            n += 1;
+        }
+    }
+    let n = n.max(1) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = sum
+        .iter()
+        .zip(&sum_sq)
+        .map(|(s, q)| ((q / n - (s / n).powi(2)).max(0.0)).sqrt() as f32)
+        .collect();
+    Ok((mean, std))
+}
+
+/// Logits `[products.len(), n_tags]` of head `head` for cached products: the adapted layers
+/// per review, token mean per review, then the reviews combined by `pooling`.
+pub fn product_logits(
+    model: &TagModel,
+    head: usize,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    device: &Device,
+) -> Tensor<2> {
+    let (pooled, slots) = review_vectors(model, cache, products, device);
+    let n = slots.len();
     // Product vector = mean of its reviews' vectors: a [products, reviews] averaging matrix.
     let p = products.len();
     let mut counts = vec![0usize; p];
-    for (slot, _) in &reviews {
-        counts[*slot] += 1;
+    for &slot in &slots {
+        counts[slot] += 1;
     }
     let mut avg = vec![0f32; p * n];
-    for (j, (slot, _)) in reviews.iter().enumerate() {
-        avg[slot * n + j] = 1.0 / counts[*slot].max(1) as f32;
+    for (j, &slot) in slots.iter().enumerate() {
+        avg[slot * n + j] = 1.0 / counts[slot].max(1) as f32;
     }
     let avg = Tensor::<2>::from_data(TensorData::new(avg, [p, n]), device);
-    model.heads[head].forward(avg.matmul(pooled))
+    match pooling {
+        Pooling::Mean => model.heads[head].forward(avg.matmul(pooled)),
+        Pooling::LogMeanExp => {
+            // Per-review logits, bounded so exp stays finite in f32; then
+            // log(mean_r exp(z_r)) per product and tag.
+            let z = model.heads[head]
+                .forward(pooled)
+                .clamp(-LOGIT_BOUND, LOGIT_BOUND);
+            avg.matmul(z.exp()).log()
+        }
+    }
 }
+
+/// Per-review logits are clamped to ±this before log-mean-exp pooling (e^30 ≈ 1e13 keeps
+/// f32 sums exact enough; sigmoid(±30) is already 0/1).
+const LOGIT_BOUND: f32 = 30.0;
 
 /// The configured loss of `logits` against 0/1 `targets`, averaged over products × tags.
 pub fn loss(kind: Loss, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
@@ -390,12 +477,13 @@ pub fn cached_probabilities(
     model: &TagModel,
     cache: &FeatureCache,
     products: &[usize],
+    pooling: Pooling,
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     let mut out = Vec::with_capacity(products.len());
     for chunk in products.chunks(batch_size.max(1)) {
-        let logits = product_logits(model, 0, cache, chunk, device);
+        let logits = product_logits(model, 0, cache, chunk, pooling, device);
         let n_tags = logits.dims()[1];
         let values = to_vec(sigmoid(logits))?;
         out.extend(values.chunks(n_tags).map(<[f32]>::to_vec));
@@ -489,7 +577,7 @@ pub fn train_category(
     split: &SplitConfig,
     config: &TrainConfig,
     out: &Path,
-    progress: bool,
+    progress: Progress,
     resume: bool,
 ) -> Result<TrainReport, TrainError> {
     let category = pool.category.name().to_string();
@@ -554,10 +642,10 @@ pub fn train_category(
         &ids,
         lora.first_layer,
         &plain,
-        progress,
+        progress.bars(),
     )?;
     let cache_seconds = t0.elapsed().as_secs_f64();
-    if progress {
+    if progress.lines() {
         eprintln!(
             "{category}: cached {} reviews of {} products ({:.0} MB) in {cache_seconds:.1} s",
             cache.n_reviews(),
@@ -591,6 +679,13 @@ pub fn train_category(
         model
     } else {
         let mut model = TagModel::new(base.encoder.clone().to_device(&ad), lora, heads, &ad)?;
+        // Standardise the head's input with the training reviews' statistics under the
+        // initial adapter (LoRA starts as the identity, so this is the base's output).
+        let (mean, std) = review_statistics(&model.valid(), &cache, &train_idx, &plain)?;
+        model.heads[0].set_standardisation(
+            Tensor::<1>::from_data(TensorData::new(mean, [cache.hidden]), &ad),
+            Tensor::<1>::from_data(TensorData::new(std, [cache.hidden]), &ad),
+        );
         if config.prior_bias_init {
             let logits: Vec<f32> = prior
                 .frequencies
@@ -621,6 +716,16 @@ pub fn train_category(
     let mut optim = adamw.init();
     let mut optim_head = adamw.init();
     let decoding = DecodeConfig::default();
+    let dev_probabilities = |m: &TagModel| {
+        cached_probabilities(
+            m,
+            &cache,
+            &dev_idx,
+            config.pooling,
+            config.eval_batch_size,
+            &plain,
+        )
+    };
     let t_train = Instant::now();
     let mut stopped_early = false;
     for epoch in state.epochs_done + 1..=config.epochs {
@@ -629,11 +734,11 @@ pub fn train_category(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
             config.seed.wrapping_add(epoch as u64),
         ));
-        let bar = progress_bar(progress, steps_per_epoch as u64, "training");
+        let bar = progress_bar(progress.bars(), steps_per_epoch as u64, "training");
         let mut loss_sum = 0f64;
         for (b, batch) in order.chunks(config.batch_size).enumerate() {
             let step = (epoch - 1) * steps_per_epoch + b;
-            let logits = product_logits(&model, 0, &cache, batch, &ad);
+            let logits = product_logits(&model, 0, &cache, batch, config.pooling, &ad);
             let targets: Vec<f32> = batch
                 .iter()
                 .flat_map(|&i| train_targets[i].iter().copied())
@@ -661,13 +766,7 @@ pub fn train_category(
         bar.finish_and_clear();
         let seconds = t_epoch.elapsed().as_secs_f64();
         let eval_model = model.valid();
-        let probs = cached_probabilities(
-            &eval_model,
-            &cache,
-            &dev_idx,
-            config.eval_batch_size,
-            &plain,
-        )?;
+        let probs = dev_probabilities(&eval_model)?;
         let m = evaluate_probabilities(&probs, pool, &dev_rows, &decoding, REPORT_K);
         let record = EpochRecord {
             epoch,
@@ -675,7 +774,7 @@ pub fn train_category(
             dev_micro_f1: m.micro_f1,
             seconds,
         };
-        if progress {
+        if progress.lines() {
             eprintln!(
                 "{category} epoch {epoch}: loss {:.4}, dev micro-F1 {:.4} (prior {:.4}), {seconds:.1} s",
                 record.train_loss, m.micro_f1, prior_metrics.micro_f1
@@ -702,37 +801,12 @@ pub fn train_category(
         Some(b) => b,
         None => model.valid(),
     };
-    let best_probs = cached_probabilities(&best, &cache, &dev_idx, config.eval_batch_size, &plain)?;
+    let best_probs = dev_probabilities(&best)?;
     let dev_metrics = match best_metrics {
         Some(m) => m,
         None => evaluate_probabilities(&best_probs, pool, &dev_rows, &decoding, REPORT_K),
     };
-    let (thresholds, tuned) = if config.tune_thresholds {
-        let gold: Vec<Vec<f32>> = dev_rows
-            .iter()
-            .map(|r| targets_of(r))
-            .collect::<Result<_, _>>()?;
-        let t = tune_thresholds(&best_probs, &gold);
-        let tuned_decoding = DecodeConfig {
-            per_tag_thresholds: Some(t.clone()),
-            ..DecodeConfig::default()
-        };
-        let m = evaluate_probabilities(&best_probs, pool, &dev_rows, &tuned_decoding, REPORT_K);
-        write_json(
-            &dir.join(THRESHOLDS_FILE),
-            &Thresholds {
-                tags: pool.tags.clone(),
-                thresholds: t.clone(),
-            },
-        )?;
-        (Some(t), Some(m))
-    } else {
-        let stale = dir.join(THRESHOLDS_FILE);
-        if stale.is_file() {
-            std::fs::remove_file(&stale).map_err(io_err(&stale))?;
-        }
-        (None, None)
-    };
+    let (thresholds, tuned) = tune_and_save_thresholds(&dir, pool, &dev_rows, &best_probs, config)?;
     let metrics = TrainMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
@@ -772,6 +846,74 @@ fn check_head(model: &TagModel, pool: &EtalonPool, dir: &Path) -> Result<(), Tra
         )));
     }
     Ok(())
+}
+
+/// The thresholds `config` asks for, chosen on the dev rows' probabilities `probs` and
+/// written to `<dir>/thresholds.json` (a stale file is removed when none are asked for);
+/// returns them with the dev metrics they give.
+pub fn tune_and_save_thresholds(
+    dir: &Path,
+    pool: &EtalonPool,
+    dev_rows: &[&ReviewStack],
+    probs: &[Vec<f32>],
+    config: &TrainConfig,
+) -> Result<(Option<Vec<f32>>, Option<Metrics>), TrainError> {
+    let path = dir.join(THRESHOLDS_FILE);
+    let thresholds = if config.tune_thresholds {
+        let gold: Vec<Vec<f32>> = gold_indices(pool, dev_rows)
+            .into_iter()
+            .map(|tags| {
+                let mut g = vec![0f32; pool.len()];
+                tags.into_iter()
+                    .filter(|&i| i < pool.len())
+                    .for_each(|i| g[i] = 1.0);
+                g
+            })
+            .collect();
+        tune_thresholds(probs, &gold)
+    } else if config.tune_global_threshold {
+        vec![tune_global_threshold(probs, pool, dev_rows); pool.len()]
+    } else {
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        return Ok((None, None));
+    };
+    let decoding = DecodeConfig {
+        per_tag_thresholds: Some(thresholds.clone()),
+        ..DecodeConfig::default()
+    };
+    let m = evaluate_probabilities(probs, pool, dev_rows, &decoding, REPORT_K);
+    write_json(
+        &path,
+        &Thresholds {
+            tags: pool.tags.clone(),
+            thresholds: thresholds.clone(),
+        },
+    )?;
+    Ok((Some(thresholds), Some(m)))
+}
+
+/// The global thresholds [`tune_global_threshold`] tries: 0.20, 0.25, …, 0.50.
+pub const GLOBAL_THRESHOLDS: [f32; 7] = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
+
+/// One threshold for every tag: the one of [`GLOBAL_THRESHOLDS`] with the best micro-F1 of
+/// `probs` on `rows` (ties: the higher threshold). A single number chosen on dev is only
+/// slightly optimistic; the F1-optimal threshold of calibrated probabilities is about half
+/// the F1 reached, which is why the grid stops at 0.5.
+pub fn tune_global_threshold(probs: &[Vec<f32>], pool: &EtalonPool, rows: &[&ReviewStack]) -> f32 {
+    let mut best = (f64::NEG_INFINITY, 0.5f32);
+    for &t in GLOBAL_THRESHOLDS.iter().rev() {
+        let decoding = DecodeConfig {
+            threshold: t,
+            ..DecodeConfig::default()
+        };
+        let f1 = evaluate_probabilities(probs, pool, rows, &decoding, REPORT_K).micro_f1;
+        if f1 > best.0 + 1e-12 {
+            best = (f1, t);
+        }
+    }
+    best.1
 }
 
 /// Per tag, the threshold in 0.05..=0.95 (step 0.05) with the best F1 of that tag alone on
@@ -818,6 +960,18 @@ pub struct TrainedAdapter {
     pub thresholds: Option<Thresholds>,
     /// Its base's identity.
     pub base: BaseInfo,
+}
+
+impl TrainedAdapter {
+    /// Probabilities `[stack][tag]` (pool order) for review stacks, read the way training
+    /// read them.
+    pub fn probabilities(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+    ) -> Result<Vec<Vec<f32>>, TrainError> {
+        predict_probabilities(&self.model, tokenizer, &self.config, stacks)
+    }
 }
 
 /// Load an adapter directory written by [`train_category`] onto `base` (refused if it was
@@ -878,5 +1032,12 @@ pub fn predict_probabilities(
         false,
     )?;
     let all: Vec<usize> = (0..stacks.len()).collect();
-    cached_probabilities(model, &cache, &all, config.eval_batch_size, &device)
+    cached_probabilities(
+        model,
+        &cache,
+        &all,
+        config.pooling,
+        config.eval_batch_size,
+        &device,
+    )
 }

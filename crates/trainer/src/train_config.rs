@@ -57,6 +57,21 @@ pub enum Loss {
     },
 }
 
+/// How a product's reviews are combined into the product's tag logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The head reads each review; a tag's product logit is the log of the mean of its
+    /// per-review odds, `log(mean_r exp(z_r))`: a soft maximum, so one review that
+    /// clearly says "roomy" counts even among many that do not (multiple-instance
+    /// learning). What the shipped configs use.
+    LogMeanExp,
+    /// The head reads the mean of the reviews' vectors (the seed's behaviour, which
+    /// pooled one window of all reviews).
+    #[default]
+    Mean,
+}
+
 /// Hyperparameters of one category's adapter training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,12 +118,19 @@ pub struct TrainConfig {
     /// The loss (default BCE).
     #[serde(default)]
     pub loss: Loss,
+    /// How reviews combine into a product (default: the mean of the review vectors).
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Stop after this many epochs without a better dev micro-F1; 0 = never (default 0).
     #[serde(default)]
     pub patience: usize,
     /// Tune one threshold per tag on dev after training and save them (default false).
     #[serde(default)]
     pub tune_thresholds: bool,
+    /// Choose one threshold for every tag on the dev split (0.20–0.50), saved like
+    /// per-tag thresholds; ignored when `tune_thresholds` is set.
+    #[serde(default)]
+    pub tune_global_threshold: bool,
     /// Prepended to every review before tokenising (default `"passage: "`, as e5 expects).
     #[serde(default = "default_prefix")]
     pub text_prefix: String,
@@ -170,8 +192,10 @@ impl Default for TrainConfig {
             max_tokens_per_review: default_max_tokens(),
             max_reviews_per_product: default_max_reviews(),
             loss: Loss::default(),
+            pooling: Pooling::default(),
             patience: 0,
             tune_thresholds: false,
+            tune_global_threshold: false,
             text_prefix: default_prefix(),
             eval_batch_size: default_eval_batch(),
         }

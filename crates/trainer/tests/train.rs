@@ -8,7 +8,7 @@ use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig};
 use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer};
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
 use lamoda_trainer::{
-    Loss, TrainConfig, load_trained, predict_probabilities,
+    Loss, Progress, TrainConfig, load_trained, predict_probabilities,
     train::{METRICS_FILE, THRESHOLDS_FILE},
     train_category,
 };
@@ -123,7 +123,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
         &SplitConfig::default(),
         &config(),
         &out,
-        false,
+        Progress::Quiet,
         false,
     )
     .expect("train");
@@ -168,7 +168,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
         &SplitConfig::default(),
         &cfg,
         &out,
-        false,
+        Progress::Quiet,
         true,
     )
     .expect("resume");
@@ -227,7 +227,7 @@ fn config_defaults_files_and_errors() {
             ..TrainConfig::default()
         },
         dir.path(),
-        false,
+        Progress::Quiet,
         false,
     )
     .expect_err("too deep")
@@ -242,12 +242,12 @@ fn config_defaults_files_and_errors() {
 fn every_shipped_config_is_valid() {
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     for category in Category::ALL {
+        let path = TrainConfig::path_in(&configs, category);
+        assert!(path.is_file(), "{} is missing", path.display());
         let c = TrainConfig::load(&configs, category).unwrap_or_else(|e| panic!("{category}: {e}"));
-        assert_eq!(
-            c,
-            TrainConfig::default(),
-            "{category} should hold the seed defaults"
-        );
+        // The shipped base (e5-small) has 12 layers.
+        c.validate(&path, Some(12))
+            .unwrap_or_else(|e| panic!("{category}: {e}"));
     }
 }
 
@@ -281,4 +281,60 @@ fn schedule_warms_up_then_decays_and_thresholds_fit_each_tag() {
         vec![0.0, 0.0],
     ];
     assert_eq!(tune_thresholds(&probs, &gold), vec![0.3, 0.5]);
+}
+
+#[test]
+fn log_mean_exp_pooling_is_a_soft_maximum_over_reviews() {
+    use lamoda_model::{HeadSpec, LoraConfig, TagModel};
+    use lamoda_trainer::Pooling;
+    use lamoda_trainer::train::{FeatureCache, product_logits, tokenize_stacks};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let device = default_device();
+    let lora = LoraConfig {
+        first_layer: 1,
+        ..LoraConfig::default()
+    };
+    let heads = vec![HeadSpec {
+        name: "bags".into(),
+        tags: vec!["x".into(), "y".into()],
+    }];
+    let model = TagModel::new(base.encoder.clone(), lora, heads, &device).expect("model");
+    let config = TrainConfig {
+        text_prefix: String::new(),
+        ..TrainConfig::default()
+    };
+    let (r1, r2) = ("a b x x".to_string(), "c d".to_string());
+    let stacks: Vec<Vec<String>> = vec![
+        vec![r1.clone()],
+        vec![r2.clone()],
+        vec![r1.clone(), r1.clone()],
+        vec![r1.clone(), r2.clone()],
+    ];
+    let refs: Vec<&[String]> = stacks.iter().map(Vec::as_slice).collect();
+    let ids = tokenize_stacks(&base.tokenizer, &refs, &config).expect("ids");
+    let cache = FeatureCache::build(&model.encoder, 1, &ids, 1, &device, false).expect("cache");
+    let logits = |pooling| -> Vec<f32> {
+        product_logits(&model, 0, &cache, &[0, 1, 2, 3], pooling, &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("logits")
+    };
+    let lme = logits(Pooling::LogMeanExp);
+    for t in 0..2 {
+        let (z1, z2) = (lme[t], lme[2 + t]);
+        // A review repeated is the review alone.
+        assert!((lme[4 + t] - z1).abs() < 1e-4, "{} vs {z1}", lme[4 + t]);
+        // Two different reviews: log((e^z1 + e^z2) / 2), at least their mean, at most their max.
+        let expected = ((z1.exp() + z2.exp()) / 2.0).ln();
+        assert!(
+            (lme[6 + t] - expected).abs() < 1e-4,
+            "{} vs {expected}",
+            lme[6 + t]
+        );
+        assert!(lme[6 + t] >= (z1 + z2) / 2.0 - 1e-5 && lme[6 + t] <= z1.max(z2) + 1e-5);
+    }
+    // Mean pooling reads the mean vector: a repeated review is still the review alone.
+    let mean = logits(Pooling::Mean);
+    assert!((mean[4] - mean[0]).abs() < 1e-4 && (mean[5] - mean[1]).abs() < 1e-4);
 }

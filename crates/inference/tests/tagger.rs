@@ -1,0 +1,350 @@
+//! The Tagger on tiny random models written to a temp dir: batching across categories
+//! changes nothing, routing and its fallback flag, typed errors for a missing adapter,
+//! empty reviews and unfit adapters, and decoding (threshold, max 6, min 1, exclusive
+//! groups, saved per-tag thresholds).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lamoda_data::{Category, EtalonPool, Routing, TagGroup};
+use lamoda_inference::testing::{train_tiny_adapter, write_fixed_adapter, write_tiny_base};
+use lamoda_inference::{InferenceError, Prediction, Request, Tagger};
+use lamoda_model::{LoadedBase, default_device, load_hf_dir};
+
+fn tiny_base(dir: &Path) -> LoadedBase {
+    let base_dir = dir.join("base");
+    write_tiny_base(&base_dir, 7).expect("write tiny base");
+    load_hf_dir(&base_dir, &default_device()).expect("load tiny base")
+}
+
+fn pool(category: Category, tags: &[&str]) -> EtalonPool {
+    EtalonPool::new(category, tags.iter().map(|t| t.to_string()).collect()).expect("pool")
+}
+
+fn pools() -> BTreeMap<Category, EtalonPool> {
+    [
+        pool(Category::Accs, &["a1", "a2", "a3", "a4"]),
+        pool(Category::Bags, &["b1", "b2", "b3"]),
+        pool(Category::Shoes, &["s1", "s2", "s3", "s4", "s5"]),
+    ]
+    .into_iter()
+    .map(|p| (p.category, p))
+    .collect()
+}
+
+/// The shipped routing table (Toys, Jewellery and unknown types fall back to accs).
+fn routing() -> Routing {
+    Routing::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/routing.toml"))
+        .expect("configs/routing.toml")
+}
+
+fn load(base: LoadedBase, model_dir: &Path, pools: &BTreeMap<Category, EtalonPool>) -> Tagger {
+    Tagger::load(base, model_dir, routing(), |c| {
+        Ok(pools.get(&c).cloned().expect("a pool for every adapter"))
+    })
+    .expect("load tagger")
+}
+
+fn request(good_type: &str, reviews: &[&str]) -> Request {
+    Request::new(good_type, reviews.iter().map(|r| r.to_string()).collect())
+}
+
+fn tags(p: &Prediction) -> Vec<&str> {
+    p.tags.iter().map(|t| t.tag.as_str()).collect()
+}
+
+#[test]
+fn mixed_batch_matches_one_request_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let pools = pools();
+    for (seed, p) in pools.values().enumerate() {
+        train_tiny_adapter(&base, &model_dir, p, seed as u64 + 1).expect("train tiny adapter");
+    }
+    let tagger = load(base, &model_dir, &pools);
+    assert_eq!(
+        tagger.categories(),
+        [Category::Accs, Category::Bags, Category::Shoes]
+    );
+
+    let requests = [
+        request("Shoes", &["a b c", "d e f g h i j k", "z z z"]),
+        request("Bags", &["q w e r t y"]),
+        request("Toys", &["m n o"]),
+        request("Shoes", &["k"]),
+        request("Bags", &["u i o p", "", "a s d f g h j k l z x c v b n m"]),
+        request("Home_Accs", &["l l l l l l l l l l l l l l l l l l l"]),
+        request("Shoes", &["Отличные кроссовки, легкие и удобные"]),
+    ];
+    let batch = tagger.predict(&requests).expect("batch");
+    assert_eq!(batch.len(), requests.len());
+    for (i, (r, b)) in requests.iter().zip(&batch).enumerate() {
+        let single = tagger
+            .predict(std::slice::from_ref(r))
+            .expect("single")
+            .remove(0);
+        assert_eq!(b.good_type, r.good_type, "request {i} order");
+        assert_eq!((b.category, b.fallback), (single.category, single.fallback));
+        assert_eq!(
+            b.probabilities.len(),
+            tagger.pool(b.category).expect("pool").len()
+        );
+        for (x, y) in b.probabilities.iter().zip(&single.probabilities) {
+            assert_eq!(x.tag, y.tag);
+            let d = (x.probability - y.probability).abs();
+            assert!(d < 1e-5, "request {i}, tag {}: |Δp| = {d}", x.tag);
+        }
+        assert_eq!(tags(b), tags(&single), "request {i}");
+    }
+    // The adapters read the text: different reviews of one category differ.
+    let shoes: Vec<f32> = [0, 3, 6]
+        .iter()
+        .map(|&i| batch[i].probabilities[0].probability)
+        .collect();
+    assert!(
+        (shoes[0] - shoes[1]).abs() > 1e-6 || (shoes[0] - shoes[2]).abs() > 1e-6,
+        "{shoes:?}"
+    );
+}
+
+#[test]
+fn routing_sets_category_and_fallback_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let pools = pools();
+    for p in pools.values() {
+        write_fixed_adapter(&base, &model_dir, p, &vec![0.7; p.len()], None).expect("adapter");
+    }
+    let tagger = load(base, &model_dir, &pools);
+    let cases = [
+        ("Shoes", Category::Shoes, false),
+        ("Bags", Category::Bags, false),
+        ("Accs", Category::Accs, false),
+        ("Home_Accs", Category::Accs, false),
+        ("Toys", Category::Accs, true),
+        ("Jewellery", Category::Accs, true),
+        ("Spaceships", Category::Accs, true),
+        (" Shoes ", Category::Shoes, false),
+    ];
+    let requests: Vec<Request> = cases.iter().map(|(g, _, _)| request(g, &["a"])).collect();
+    let answers = tagger.predict(&requests).expect("predict");
+    for ((good_type, category, fallback), a) in cases.iter().zip(&answers) {
+        assert_eq!(a.good_type, *good_type);
+        assert_eq!(
+            (a.category, a.fallback),
+            (*category, *fallback),
+            "{good_type}"
+        );
+        let pool = &pools[category];
+        assert_eq!(
+            a.probabilities.iter().map(|t| &t.tag).collect::<Vec<_>>(),
+            pool.tags.iter().collect::<Vec<_>>()
+        );
+    }
+    assert!(tagger.predict(&[]).expect("no requests").is_empty());
+}
+
+#[test]
+fn missing_adapter_and_empty_reviews_are_typed_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let pools = pools();
+    write_fixed_adapter(
+        &base,
+        &model_dir,
+        &pools[&Category::Bags],
+        &[0.9, 0.2, 0.1],
+        None,
+    )
+    .expect("adapter");
+    let tagger = load(base, &model_dir, &pools);
+    assert_eq!(tagger.categories(), [Category::Bags]);
+
+    let err = tagger
+        .predict(&[request("Bags", &["a"]), request("Shoes", &["b"])])
+        .expect_err("no shoes adapter");
+    assert!(
+        matches!(
+            &err,
+            InferenceError::NoAdapter {
+                index: 1,
+                category: Category::Shoes,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("request 1") && msg.contains("shoes") && msg.contains("adapters"),
+        "{msg}"
+    );
+    // Unknown good types fall back to accs, which is not loaded either.
+    let err = tagger
+        .predict(&[request("Toys", &["a"])])
+        .expect_err("no accs adapter");
+    assert!(
+        matches!(
+            &err,
+            InferenceError::NoAdapter {
+                index: 0,
+                category: Category::Accs,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    for empty in [vec![], vec!["", "  \n "]] {
+        let err = tagger
+            .predict(&[request("Bags", &["a"]), request("Bags", &empty)])
+            .expect_err("no reviews");
+        assert!(
+            matches!(&err, InferenceError::NoReviews { index: 1, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("request 1"), "{err}");
+    }
+}
+
+#[test]
+fn decoding_threshold_limits_and_exclusive_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let names = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"];
+    let mut shoes = pool(Category::Shoes, &names);
+    shoes.exclusive = vec![TagGroup {
+        name: "size".into(),
+        tags: vec!["t1".into(), "t2".into()],
+    }];
+    let probs = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.4, 0.3];
+    write_fixed_adapter(&base, &model_dir, &shoes, &probs, None).expect("adapter");
+    let pools: BTreeMap<Category, EtalonPool> = [(Category::Shoes, shoes)].into();
+    let mut tagger = load(base, &model_dir, &pools);
+    let shoe = |tagger: &Tagger| {
+        tagger
+            .predict(&[request("Shoes", &["a b c"])])
+            .expect("predict")
+            .remove(0)
+    };
+
+    // Default 0.5: seven tags pass, t2 loses to t1 in its group, at most six are kept.
+    let p = shoe(&tagger);
+    assert_eq!(tags(&p), ["t0", "t1", "t3", "t4", "t5", "t6"]);
+    for (t, expected) in p.probabilities.iter().zip(probs) {
+        assert!((t.probability - expected).abs() < 1e-5, "{t:?}");
+    }
+    assert!((p.tags[0].probability - 0.95).abs() < 1e-5);
+
+    // A higher threshold keeps fewer.
+    tagger.set_threshold(Some(0.82)).expect("valid");
+    assert_eq!(tags(&shoe(&tagger)), ["t0", "t1"]);
+    // Above every probability: the most probable one still comes (min 1).
+    tagger.set_threshold(Some(0.99)).expect("valid");
+    assert_eq!(tags(&shoe(&tagger)), ["t0"]);
+    // A low threshold: still at most six, still one of the group.
+    tagger.set_threshold(Some(0.1)).expect("valid");
+    assert_eq!(tags(&shoe(&tagger)), ["t0", "t1", "t3", "t4", "t5", "t6"]);
+
+    let err = tagger.set_threshold(Some(1.5)).expect_err("out of range");
+    assert!(err.to_string().contains("1.5"), "{err}");
+    assert_eq!(tagger.threshold(), Some(0.1));
+}
+
+#[test]
+fn saved_per_tag_thresholds_apply_unless_a_threshold_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let bags = pool(Category::Bags, &["b1", "b2", "b3"]);
+    // b1 0.6 under its 0.7; b2 0.3 over its 0.2; b3 0.55 over its 0.5.
+    write_fixed_adapter(
+        &base,
+        &model_dir,
+        &bags,
+        &[0.6, 0.3, 0.55],
+        Some(&[0.7, 0.2, 0.5]),
+    )
+    .expect("adapter");
+    let pools: BTreeMap<Category, EtalonPool> = [(Category::Bags, bags)].into();
+    let mut tagger = load(base, &model_dir, &pools);
+    let bag = |tagger: &Tagger| {
+        tagger
+            .predict(&[request("Bags", &["x"])])
+            .expect("predict")
+            .remove(0)
+    };
+    assert_eq!(tags(&bag(&tagger)), ["b3", "b2"]);
+    tagger.set_threshold(Some(0.5)).expect("valid");
+    assert_eq!(tags(&bag(&tagger)), ["b1", "b3"]);
+    tagger.set_threshold(None).expect("valid");
+    assert_eq!(tags(&bag(&tagger)), ["b3", "b2"]);
+}
+
+#[test]
+fn loading_names_missing_dirs_and_unfit_adapters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base_dir = dir.path().join("base");
+    write_tiny_base(&base_dir, 7).expect("write tiny base");
+    let etalon = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etalon_tags");
+    let open = |model_dir: &Path| {
+        Tagger::open(&base_dir, model_dir, routing(), &etalon).expect_err("must fail")
+    };
+
+    let missing = dir.path().join("no-such-dir");
+    let err = open(&missing);
+    assert!(matches!(err, InferenceError::NoModelDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("bags")).expect("mkdir");
+    let err = open(&empty);
+    assert!(matches!(err, InferenceError::NoAdapters { .. }), "{err:?}");
+    assert!(err.to_string().contains("empty"), "{err}");
+
+    // Missing base: the message says how to fetch one.
+    let base = load_hf_dir(&base_dir, &default_device()).expect("load tiny base");
+    let bags = EtalonPool::load(&etalon, Category::Bags).expect("bags pool");
+    let model_dir = dir.path().join("adapters");
+    write_fixed_adapter(&base, &model_dir, &bags, &vec![0.5; bags.len()], None).expect("adapter");
+    let err = Tagger::open(&dir.path().join("no-base"), &model_dir, routing(), &etalon)
+        .expect_err("no base");
+    assert!(
+        err.to_string().contains("cargo xtask fetch-base e5-small"),
+        "{err}"
+    );
+
+    // The real bags pool loads; a head one tag short does not.
+    let tagger = Tagger::open(&base_dir, &model_dir, routing(), &etalon).expect("loads");
+    assert_eq!(tagger.categories(), [Category::Bags]);
+    write_fixed_adapter(&base, &model_dir, &bags, &vec![0.5; bags.len() - 1], None)
+        .expect("adapter");
+    let err = open(&model_dir);
+    assert!(
+        matches!(&err, InferenceError::HeadWidth { category: Category::Bags, head, pool, .. }
+            if *head == bags.len() - 1 && *pool == bags.len()),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bags")
+            && msg.contains(&format!("{} outputs", bags.len() - 1))
+            && msg.contains(&format!("{} tags", bags.len())),
+        "{msg}"
+    );
+
+    // Same width, other tags (a reordered pool): refused, naming the first difference.
+    let mut reordered = bags.clone();
+    reordered.tags.swap(0, 1);
+    write_fixed_adapter(&base, &model_dir, &reordered, &vec![0.5; bags.len()], None)
+        .expect("adapter");
+    let err = open(&model_dir);
+    assert!(
+        matches!(&err, InferenceError::TagMismatch { index: 0, .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,224 @@
+//! `cargo xtask train`: train one category's adapter (or all of them) on the train split and
+//! keep the best epoch by dev micro-F1.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lamoda_data::{Category, UnknownTagPolicy};
+use lamoda_trainer::{Progress, TrainConfig, train_category};
+
+use crate::common::{DataRootArgs, project};
+
+/// Arguments of `cargo xtask train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The category to train.
+    #[arg(long, value_name = "CATEGORY", conflicts_with = "all")]
+    category: Option<Category>,
+    /// Train every category with training data, one after the other.
+    #[arg(long)]
+    all: bool,
+    /// A training config file (TOML, `lamoda_trainer::TrainConfig`) to use instead of
+    /// `configs/<category>.toml`; only with `--category`.
+    #[arg(long, value_name = "FILE", conflicts_with = "all")]
+    config: Option<PathBuf>,
+    /// Override the number of epochs of the config.
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Where adapters are written (`<out>/<category>/`). Default: the project's `adapters/`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The base model directory (HF layout). Default: the project's `models/e5-small/`.
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
+    /// Continue an interrupted run from its last epoch checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Do not train: choose the thresholds the config asks for (`tune_thresholds`,
+    /// `tune_global_threshold`) for the adapters already in `--out`, on their dev split,
+    /// and update their `thresholds.json`, `train_config.json` and `metrics.json`.
+    #[arg(long, conflicts_with = "resume")]
+    thresholds_only: bool,
+    /// Categories trained at the same time (each with its own copy of the base). Burn's
+    /// CPU kernels keep about 1.4 of 2 cores busy, so two jobs use the machine fully.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    jobs: usize,
+    #[command(flatten)]
+    train_data: DataRootArgs,
+}
+
+/// Runs `cargo xtask train`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let project = project();
+    let data = args.train_data.resolve()?;
+    let categories = match (args.category, args.all) {
+        (Some(c), false) => vec![c],
+        (None, true) => data.categories()?,
+        _ => bail!("say which adapter to train: --category CATEGORY or --all"),
+    };
+    let split = project.split()?;
+    let root = project.root().to_path_buf();
+    let base_dir = args.base.clone().unwrap_or_else(|| project.base_dir());
+    let out = args.out.clone().unwrap_or_else(|| project.adapters_dir());
+    // Read and validate every config before the long work starts.
+    let mut jobs: Vec<(Category, _, TrainConfig, _)> = Vec::new();
+    for &category in &categories {
+        let pool = project.pool(category)?;
+        let mut config = match &args.config {
+            Some(path) => TrainConfig::load_file(path)?,
+            None => TrainConfig::load(&root.join("configs"), category)?,
+        };
+        if let Some(epochs) = args.epochs {
+            if epochs == 0 {
+                bail!("--epochs must be at least 1");
+            }
+            config.epochs = epochs;
+        }
+        let rows = data
+            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .with_context(|| format!("training data of `{category}`"))?;
+        jobs.push((category, pool, config, rows));
+    }
+    if args.thresholds_only {
+        return retune(&base_dir, &out, &split, jobs);
+    }
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    // Largest first, so the jobs finish close together.
+    jobs.sort_by_key(|(_, _, _, rows)| {
+        std::cmp::Reverse(rows.rows.iter().map(|r| r.reviews.len()).sum::<usize>())
+    });
+    let t0 = Instant::now();
+    let n_jobs = args.jobs.min(jobs.len()).max(1);
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let progress = match (args.quiet, n_jobs) {
+        (true, _) => Progress::Quiet,
+        (false, 1) => Progress::Bars,
+        (false, _) => Progress::Lines,
+    };
+    let results: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n_jobs)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<String>> {
+                    let device = lamoda_model::default_device();
+                    let base = lamoda_model::load_hf_dir(&base_dir, &device)?;
+                    let mut lines = Vec::new();
+                    loop {
+                        let next = queue.lock().map_err(|_| anyhow::anyhow!("a training job failed"))?.next();
+                        let Some((category, pool, config, rows)) = next else {
+                            break;
+                        };
+                        let started = Instant::now();
+                        eprintln!("training `{category}` ({} products)", rows.rows.len());
+                        let report = train_category(
+                            &base,
+                            &pool,
+                            &rows.rows,
+                            &split,
+                            &config,
+                            &out,
+                            progress,
+                            args.resume,
+                        )
+                        .with_context(|| format!("training `{category}`"))?;
+                        let m = &report.metrics;
+                        let line = format!(
+                            "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
+                            m.dev.micro_f1,
+                            m.prior.micro_f1,
+                            m.dev.micro_f1 - m.prior.micro_f1,
+                            m.epoch,
+                            m.n_train,
+                            m.n_dev,
+                            started.elapsed().as_secs_f64(),
+                            report.dir.display()
+                        );
+                        eprintln!("{line}");
+                        lines.push(line);
+                    }
+                    Ok(lines)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training job panicked")))
+            })
+            .collect()
+    });
+    let mut lines = Vec::new();
+    for r in results {
+        lines.extend(r?);
+    }
+    lines.sort();
+    for line in &lines {
+        println!("{line}");
+    }
+    if lines.len() > 1 {
+        println!(
+            "{} adapters in {:.0} s ({n_jobs} at a time)",
+            lines.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `--thresholds-only`: re-choose the thresholds of trained adapters without training.
+fn retune(
+    base_dir: &std::path::Path,
+    out: &std::path::Path,
+    split: &lamoda_data::SplitConfig,
+    jobs: Vec<(
+        Category,
+        lamoda_data::EtalonPool,
+        TrainConfig,
+        lamoda_data::LabeledSet,
+    )>,
+) -> anyhow::Result<()> {
+    use lamoda_trainer::train::{METRICS_FILE, TRAIN_CONFIG_FILE, tune_and_save_thresholds};
+    let base = lamoda_model::load_hf_dir(base_dir, &lamoda_model::default_device())?;
+    for (category, pool, wanted, rows) in jobs {
+        let dir = out.join(category.name());
+        let adapter = lamoda_trainer::load_trained(&dir, &base)
+            .with_context(|| format!("loading the `{category}` adapter"))?;
+        let mut config = adapter.config.clone();
+        config.tune_thresholds = wanted.tune_thresholds;
+        config.tune_global_threshold = wanted.tune_global_threshold;
+        let s = lamoda_data::train_dev_split(&rows.rows, split);
+        let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
+        let stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
+        let probs = adapter.probabilities(&base.tokenizer, &stacks)?;
+        let (thresholds, tuned) = tune_and_save_thresholds(&dir, &pool, &dev, &probs, &config)?;
+        let metrics_path = dir.join(METRICS_FILE);
+        let text = std::fs::read_to_string(&metrics_path)
+            .with_context(|| format!("reading {}", metrics_path.display()))?;
+        let mut metrics: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", metrics_path.display()))?;
+        metrics["tuned"] = serde_json::to_value(&tuned)?;
+        std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)
+            .with_context(|| format!("writing {}", metrics_path.display()))?;
+        let config_path = dir.join(TRAIN_CONFIG_FILE);
+        std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        match (thresholds, tuned) {
+            (Some(t), Some(m)) => println!(
+                "{category:<8} dev micro-F1 {:.4} with thresholds {:.2}–{:.2} (at 0.5: {:.4})",
+                m.micro_f1,
+                t.iter().copied().fold(f32::INFINITY, f32::min),
+                t.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                metrics["dev"]["micro_f1"].as_f64().unwrap_or(f64::NAN)
+            ),
+            _ => println!("{category:<8} decodes at 0.5 (no thresholds asked for)"),
+        }
+    }
+    Ok(())
+}
