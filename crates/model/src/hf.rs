@@ -113,12 +113,25 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<LoadedBase> {
     }
     let config = EncoderConfig::from_file(&dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
-    let encoder = load_weights(config.init(device), &weights)?;
-    let tokenizer = TextTokenizer::from_file(
-        &dir.join(TOKENIZER_FILE),
-        config.pad_token_id as u32,
-        config.max_sequence_len(),
-    )?;
+    // The tokenizer and the weights' hash do not touch tensors: read them on their own
+    // threads while the weights load (about 1 s and 0.5 s beside 2 s for e5-small).
+    let (encoder, tokenizer, weights_sha256) = std::thread::scope(|scope| {
+        let tokenizer = scope.spawn(|| {
+            TextTokenizer::from_file(
+                &dir.join(TOKENIZER_FILE),
+                config.pad_token_id as u32,
+                config.max_sequence_len(),
+            )
+        });
+        let hash = scope.spawn(|| sha256_file(&weights));
+        let encoder = load_weights(config.init(device), &weights);
+        (
+            encoder,
+            joined(dir, tokenizer.join(), "tokenizer"),
+            joined(dir, hash.join(), "weights' hash"),
+        )
+    });
+    let (encoder, tokenizer, weights_sha256) = (encoder?, tokenizer?, weights_sha256?);
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -129,8 +142,18 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<LoadedBase> {
         info: BaseInfo {
             dir: dir.to_path_buf(),
             id,
-            weights_sha256: sha256_file(&weights)?,
+            weights_sha256,
         },
+    })
+}
+
+/// A helper thread's result; a panic there becomes an I/O error naming `dir` and `what`.
+fn joined<T>(dir: &Path, result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
+    result.unwrap_or_else(|_| {
+        Err(ModelError::io(
+            dir,
+            std::io::Error::other(format!("reading the {what} failed")),
+        ))
     })
 }
 

@@ -109,10 +109,34 @@ fn training_moves_adapters_and_heads_only_and_adapters_round_trip() {
         first_layer: 1,
         ..LoraConfig::default()
     };
-    let model = TagModel::new(base.encoder, lora, heads(), &device).expect("tag model");
+    let mut model = TagModel::new(base.encoder, lora, heads(), &device).expect("tag model");
+    // A non-trivial standardisation of head 0's input: fixed, saved, never trained.
+    let hidden = model.heads[0].shift.val().dims()[0];
+    let mean: Vec<f32> = (0..hidden).map(|i| 0.01 * i as f32 - 0.1).collect();
+    let std: Vec<f32> = (0..hidden).map(|i| 0.5 + 0.05 * i as f32).collect();
+    model.heads[0].set_standardisation(
+        Tensor::<1>::from_data(TensorData::new(mean.clone(), [hidden]), &device),
+        Tensor::<1>::from_data(TensorData::new(std.clone(), [hidden]), &device),
+    );
     let base_q0 = to_vec(model.encoder.layers[0].attention.query.weight.val());
     let model = train_step(model, &device);
     let model = train_step(model, &device);
+    let shift: Vec<f32> = model.heads[0]
+        .shift
+        .val()
+        .into_data()
+        .try_to_vec()
+        .expect("shift");
+    let scale: Vec<f32> = model.heads[0]
+        .scale
+        .val()
+        .into_data()
+        .try_to_vec()
+        .expect("scale");
+    assert_eq!(shift, mean, "the standardisation must not train");
+    for (s, d) in scale.iter().zip(&std) {
+        assert!((s * d - 1.0).abs() < 1e-6, "scale {s} for std {d}");
+    }
     // Frozen base: an un-adapted weight is untouched; the adapted encoder now differs.
     assert_eq!(
         base_q0,
