@@ -84,7 +84,17 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            let mut line = String::new();
+            for cause in err.chain() {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&text);
+                }
+            }
+            eprintln!("error: {}", one_line(&line));
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,

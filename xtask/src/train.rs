@@ -17,7 +17,7 @@ pub struct TrainArgs {
     /// The category to train.
     #[arg(long, value_name = "CATEGORY", conflicts_with = "all")]
     category: Option<Category>,
-    /// Train every category with training data, one after the other.
+    /// Train every category with training data (`--jobs` at a time).
     #[arg(long)]
     all: bool,
     /// A training config file (TOML, `lamoda_trainer::TrainConfig`) to use instead of
@@ -116,7 +116,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         };
                         let started = Instant::now();
                         eprintln!("training `{category}` ({} products)", rows.rows.len());
-                        let report = train_category(
+                        let report = match train_category(
                             &base,
                             &pool,
                             &rows.rows,
@@ -125,14 +125,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                             &out,
                             progress,
                             args.resume,
-                        )
-                        .with_context(|| format!("training `{category}`"))?;
+                        ) {
+                            Ok(report) => report,
+                            Err(e) => {
+                                // Let the other jobs stop after their current category.
+                                if let Ok(mut rest) = queue.lock() {
+                                    rest.by_ref().for_each(drop);
+                                }
+                                return Err(e).with_context(|| format!("training `{category}`"));
+                            }
+                        };
                         let m = &report.metrics;
+                        // The figure of the saved decoding: tuned thresholds when asked for.
+                        let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
                         let line = format!(
-                            "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
-                            m.dev.micro_f1,
+                            "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
+                            shipped.micro_f1,
                             m.prior.micro_f1,
-                            m.dev.micro_f1 - m.prior.micro_f1,
+                            shipped.micro_f1 - m.prior.micro_f1,
+                            m.dev.micro_f1,
                             m.epoch,
                             m.n_train,
                             m.n_dev,
