@@ -160,3 +160,20 @@ impl DataDir {
         )?)
     }
 }
+
+/// `err` and its causes on one line, each cause once: a cause whose text an outer message
+/// already quotes is not repeated. What the binaries print for a failure.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}

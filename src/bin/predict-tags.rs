@@ -84,16 +84,7 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            let mut line = String::new();
-            for cause in err.chain() {
-                let text = cause.to_string();
-                if !line.contains(&text) {
-                    if !line.is_empty() {
-                        line.push_str(": ");
-                    }
-                    line.push_str(&text);
-                }
-            }
+            let line = lamoda_tags::error_line(&err);
             eprintln!("error: {}", one_line(&line));
             ExitCode::FAILURE
         }

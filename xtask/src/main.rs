@@ -56,7 +56,7 @@ fn main() {
         Command::Embed(args) => base::embed(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {}", common::error_line(&err));
+        eprintln!("error: {}", lamoda_tags::error_line(&err));
         std::process::exit(1);
     }
 }

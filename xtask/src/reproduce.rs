@@ -74,18 +74,8 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| project.root().join("target").join("reproduce"));
-    let present: Vec<Category> = Category::ALL
-        .into_iter()
-        .filter(|c| {
-            model_dir
-                .join(c.name())
-                .join("adapter_config.json")
-                .is_file()
-        })
-        .collect();
-    if present.is_empty() {
-        bail!("{}: no shipped adapters to reproduce", model_dir.display());
-    }
+    // The adapters a Tagger would load (a missing or empty directory is an error there).
+    let present = lamoda_inference::Tagger::adapter_categories(&model_dir)?;
     let base = lamoda_model::load_hf_dir(&base_dir, &lamoda_model::default_device())?;
     let mut failures = Vec::new();
 
