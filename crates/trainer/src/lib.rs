@@ -2,16 +2,18 @@
 //! evaluation reports, and the frequency prior they are compared with.
 
 pub mod evaluate;
+pub mod lexical;
 pub mod metrics;
 pub mod prior;
 pub mod train;
 pub mod train_config;
 
 pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_indices};
+pub use lexical::{LexicalModel, LexicalSettings};
 pub use metrics::{Metrics, TagScore, evaluate, top_k};
 pub use prior::FrequencyPrior;
 pub use train::{
-    FeatureCache, Progress, TrainError, TrainMetrics, TrainReport, TrainedAdapter, load_trained,
-    predict_probabilities, train_category,
+    BranchMetrics, FeatureCache, Finished, Progress, TrainError, TrainMetrics, TrainReport,
+    TrainedAdapter, finish_adapter, load_trained, predict_probabilities, train_category,
 };
 pub use train_config::{LoraSettings, Loss, Pooling, TrainConfig};

@@ -32,6 +32,7 @@ use lamoda_model::tokenize::pad_batch;
 use lamoda_model::{BaseInfo, Encoder, HeadSpec, LoadedBase, ModelError, TagModel, mean_pool};
 
 use crate::evaluate::{evaluate_prior, evaluate_probabilities, gold_indices};
+use crate::lexical::LexicalModel;
 use crate::metrics::Metrics;
 use crate::prior::FrequencyPrior;
 use crate::train_config::{Loss, Pooling, TrainConfig};
@@ -124,6 +125,14 @@ pub enum TrainError {
     /// The model crate failed (tokeniser, adapter files, LoRA settings).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A lexical branch's files are not what [`crate::lexical::LexicalModel::save`] writes.
+    #[error("{}: {reason}", path.display())]
+    Lexical {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tensor could not be read back.
     #[error("tensor: {detail}")]
     Tensor {
@@ -531,6 +540,97 @@ pub struct TrainMetrics {
     pub history: Vec<EpochRecord>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Each branch alone, when the lexical branch is on (`dev` and `tuned` are then of
+    /// their average).
+    pub branches: Option<BranchMetrics>,
+}
+
+/// Dev figures of an adapter's two branches, each alone at threshold 0.5.
+#[derive(Debug, Clone, Serialize)]
+pub struct BranchMetrics {
+    /// The encoder (adapter + head) alone.
+    pub encoder: Metrics,
+    /// The lexical branch alone.
+    pub lexical: Metrics,
+    /// Stems in the lexical branch's vocabulary.
+    pub vocabulary: usize,
+    /// Seconds spent fitting the lexical branch.
+    pub lexical_seconds: f64,
+}
+
+/// What [`finish_adapter`] decided and measured.
+#[derive(Debug)]
+pub struct Finished {
+    /// Dev metrics of the adapter's probabilities at threshold 0.5.
+    pub dev: Metrics,
+    /// Dev metrics with the tuned thresholds, when asked for.
+    pub tuned: Option<Metrics>,
+    /// The tuned thresholds, when asked for.
+    pub thresholds: Option<Vec<f32>>,
+    /// Each branch alone, when the lexical branch is on.
+    pub branches: Option<BranchMetrics>,
+    /// The fitted lexical branch, when asked for.
+    pub lexical: Option<LexicalModel>,
+}
+
+/// What follows the encoder's training, in the adapter directory `dir`: fit the lexical
+/// branch on `train_rows` when `config` asks for one (else remove a stale one), average it
+/// with the encoder's dev probabilities `encoder_dev`, then tune and save the thresholds
+/// on the result. Cheap (seconds), so it can be rerun on a trained adapter.
+pub fn finish_adapter(
+    dir: &Path,
+    pool: &EtalonPool,
+    train_rows: &[&ReviewStack],
+    dev_rows: &[&ReviewStack],
+    encoder_dev: &[Vec<f32>],
+    config: &TrainConfig,
+) -> Result<Finished, TrainError> {
+    let decoding = DecodeConfig::default();
+    let (probs, branches, lexical) = match &config.lexical {
+        None => {
+            LexicalModel::remove_from(dir)?;
+            (encoder_dev.to_vec(), None, None)
+        }
+        Some(settings) => {
+            let t0 = Instant::now();
+            let targets: Vec<Vec<f32>> = gold_indices(pool, train_rows)
+                .into_iter()
+                .map(|tags| {
+                    let mut t = vec![0f32; pool.len()];
+                    tags.into_iter()
+                        .filter(|&i| i < pool.len())
+                        .for_each(|i| t[i] = 1.0);
+                    t
+                })
+                .collect();
+            let docs: Vec<&[String]> = train_rows.iter().map(|r| r.reviews.as_slice()).collect();
+            let model = LexicalModel::fit(settings, &pool.tags, &docs, &targets)?;
+            let lexical_seconds = t0.elapsed().as_secs_f64();
+            let dev_docs: Vec<&[String]> = dev_rows.iter().map(|r| r.reviews.as_slice()).collect();
+            let lexical_dev = model.probabilities(&dev_docs);
+            let branches = BranchMetrics {
+                encoder: evaluate_probabilities(encoder_dev, pool, dev_rows, &decoding, REPORT_K),
+                lexical: evaluate_probabilities(&lexical_dev, pool, dev_rows, &decoding, REPORT_K),
+                vocabulary: model.vocabulary.len(),
+                lexical_seconds,
+            };
+            model.save(dir)?;
+            (
+                model.fuse(encoder_dev, &lexical_dev),
+                Some(branches),
+                Some(model),
+            )
+        }
+    };
+    let dev = evaluate_probabilities(&probs, pool, dev_rows, &decoding, REPORT_K);
+    let (thresholds, tuned) = tune_and_save_thresholds(dir, pool, dev_rows, &probs, config)?;
+    Ok(Finished {
+        dev,
+        tuned,
+        thresholds,
+        branches,
+        lexical,
+    })
 }
 
 /// The result of [`train_category`].
@@ -708,7 +808,6 @@ pub fn train_category(
     } else {
         None
     };
-    let mut best_metrics: Option<Metrics> = None;
 
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
@@ -787,7 +886,6 @@ pub fn train_category(
             state.best_epoch = epoch;
             eval_model.save_adapter(&dir, &base.info)?;
             best = Some(eval_model);
-            best_metrics = Some(m);
         }
         model.save_adapter(&ckpt, &base.info)?;
         write_json(&ckpt_state_path, &state)?;
@@ -802,17 +900,13 @@ pub fn train_category(
         None => model.valid(),
     };
     let best_probs = dev_probabilities(&best)?;
-    let dev_metrics = match best_metrics {
-        Some(m) => m,
-        None => evaluate_probabilities(&best_probs, pool, &dev_rows, &decoding, REPORT_K),
-    };
-    let (thresholds, tuned) = tune_and_save_thresholds(&dir, pool, &dev_rows, &best_probs, config)?;
+    let finished = finish_adapter(&dir, pool, &train_rows, &dev_rows, &best_probs, config)?;
     let metrics = TrainMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
-        dev: dev_metrics,
+        dev: finished.dev,
         prior: prior_metrics,
-        tuned,
+        tuned: finished.tuned,
         n_train: s.train.len(),
         n_dev: s.dev.len(),
         n_reviews: cache.n_reviews(),
@@ -820,6 +914,7 @@ pub fn train_category(
         train_seconds,
         history: state.history,
         stopped_early,
+        branches: finished.branches,
     };
     write_json(&dir.join(METRICS_FILE), &metrics)?;
     write_json(&dir.join(TRAIN_CONFIG_FILE), config)?;
@@ -827,7 +922,7 @@ pub fn train_category(
         metrics,
         dir,
         model: best,
-        thresholds,
+        thresholds: finished.thresholds,
     })
 }
 
@@ -960,12 +1055,27 @@ pub struct TrainedAdapter {
     pub thresholds: Option<Thresholds>,
     /// Its base's identity.
     pub base: BaseInfo,
+    /// The lexical branch, when the adapter has one.
+    pub lexical: Option<LexicalModel>,
 }
 
 impl TrainedAdapter {
     /// Probabilities `[stack][tag]` (pool order) for review stacks, read the way training
-    /// read them.
+    /// read them: the encoder's, averaged with the lexical branch's when there is one.
     pub fn probabilities(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+    ) -> Result<Vec<Vec<f32>>, TrainError> {
+        let encoder = self.encoder_probabilities(tokenizer, stacks)?;
+        Ok(match &self.lexical {
+            Some(lexical) => lexical.fuse(&encoder, &lexical.probabilities(stacks)),
+            None => encoder,
+        })
+    }
+
+    /// The encoder's probabilities alone.
+    pub fn encoder_probabilities(
         &self,
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
@@ -998,11 +1108,30 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
     } else {
         None
     };
+    let lexical = if LexicalModel::exists_in(dir) {
+        let lexical = LexicalModel::load(dir)?;
+        if lexical.tags
+            != model
+                .heads
+                .first()
+                .map(|h| h.tags().to_vec())
+                .unwrap_or_default()
+        {
+            return Err(TrainError::Lexical {
+                path: dir.join(crate::lexical::LEXICAL_CONFIG_FILE),
+                reason: "its tags differ from the adapter head's".into(),
+            });
+        }
+        Some(lexical)
+    } else {
+        None
+    };
     Ok(TrainedAdapter {
         model,
         config,
         thresholds,
         base: base.info.clone(),
+        lexical,
     })
 }
 

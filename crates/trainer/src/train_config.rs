@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use lamoda_data::Category;
 use lamoda_model::LoraConfig;
 
+use crate::lexical::LexicalSettings;
 use crate::train::TrainError;
 
 /// LoRA settings (the layers are chosen by [`TrainConfig::trainable_layers`]).
@@ -137,6 +138,10 @@ pub struct TrainConfig {
     /// Products per batch when only predicting (default 32).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+    /// The lexical branch (`[lexical]`): a stem-bag logistic regression averaged with
+    /// the encoder's probabilities; absent = encoder alone.
+    #[serde(default)]
+    pub lexical: Option<LexicalSettings>,
 }
 
 fn default_trainable_layers() -> usize {
@@ -198,6 +203,7 @@ impl Default for TrainConfig {
             tune_global_threshold: false,
             text_prefix: default_prefix(),
             eval_batch_size: default_eval_batch(),
+            lexical: None,
         }
     }
 }
@@ -287,6 +293,9 @@ impl TrainConfig {
             && !(gamma.is_finite() && gamma >= 0.0)
         {
             return Err(bad("loss.focal.gamma", gamma.to_string(), "must be ≥ 0"));
+        }
+        if let Some(lexical) = &self.lexical {
+            lexical.validate(path)?;
         }
         if let Some(n) = num_layers
             && self.trainable_layers > n

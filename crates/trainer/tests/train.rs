@@ -7,8 +7,10 @@ use std::path::Path;
 use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig};
 use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer};
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
+use lamoda_trainer::lexical::{LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE};
 use lamoda_trainer::{
-    Loss, Progress, TrainConfig, load_trained, predict_probabilities,
+    LexicalSettings, Loss, Progress, TrainConfig, finish_adapter, load_trained,
+    predict_probabilities,
     train::{METRICS_FILE, THRESHOLDS_FILE},
     train_category,
 };
@@ -175,6 +177,91 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     assert_eq!(resumed.metrics.epoch, m.epoch);
     assert_eq!(resumed.metrics.history.len(), m.history.len());
     assert!((resumed.metrics.dev.micro_f1 - m.dev.micro_f1).abs() < 1e-9);
+}
+
+#[test]
+fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let pool =
+        EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool");
+    let rows = dataset(200);
+    let out = dir.path().join("adapters");
+    let cfg = TrainConfig {
+        epochs: 2,
+        tune_thresholds: false,
+        lexical: Some(LexicalSettings {
+            min_df: 1,
+            weight: 0.4,
+            ..LexicalSettings::default()
+        }),
+        ..config()
+    };
+    let report = train_category(
+        &base,
+        &pool,
+        &rows,
+        &SplitConfig::default(),
+        &cfg,
+        &out,
+        Progress::Quiet,
+        false,
+    )
+    .expect("train");
+    let branches = report.metrics.branches.as_ref().expect("branch figures");
+    // The tags' own words are in the reviews: the stem bag finds them.
+    assert!(
+        branches.lexical.micro_f1 > report.metrics.prior.micro_f1 + 0.15,
+        "lexical {} vs prior {}",
+        branches.lexical.micro_f1,
+        report.metrics.prior.micro_f1
+    );
+    assert!(report.dir.join(LEXICAL_CONFIG_FILE).is_file());
+    assert!(report.dir.join(LEXICAL_WEIGHTS_FILE).is_file());
+
+    let trained = load_trained(&report.dir, &base).expect("load adapter");
+    let lexical = trained.lexical.as_ref().expect("lexical branch loaded");
+    assert_eq!(lexical.settings.weight, 0.4);
+    let stacks: Vec<&[String]> = rows.iter().take(20).map(|r| r.reviews.as_slice()).collect();
+    let encoder = trained
+        .encoder_probabilities(&base.tokenizer, &stacks)
+        .expect("encoder");
+    let fused = trained
+        .probabilities(&base.tokenizer, &stacks)
+        .expect("fused");
+    let lex = lexical.probabilities(&stacks);
+    for ((e, l), f) in encoder
+        .iter()
+        .flatten()
+        .zip(lex.iter().flatten())
+        .zip(fused.iter().flatten())
+    {
+        assert!((0.6 * e + 0.4 * l - f).abs() < 1e-6, "{e} {l} {f}");
+    }
+    assert_ne!(encoder, fused);
+
+    // Finishing again without a lexical branch removes its files.
+    let s = lamoda_data::train_dev_split(&rows, &SplitConfig::default());
+    let train: Vec<&ReviewStack> = s.train.iter().map(|&i| &rows[i]).collect();
+    let dev: Vec<&ReviewStack> = s.dev.iter().map(|&i| &rows[i]).collect();
+    let dev_stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
+    let encoder_dev = trained
+        .encoder_probabilities(&base.tokenizer, &dev_stacks)
+        .expect("encoder dev");
+    let plain = TrainConfig {
+        lexical: None,
+        ..cfg.clone()
+    };
+    let finished =
+        finish_adapter(&report.dir, &pool, &train, &dev, &encoder_dev, &plain).expect("finish");
+    assert!(finished.branches.is_none() && finished.lexical.is_none());
+    assert!(!report.dir.join(LEXICAL_CONFIG_FILE).exists());
+    assert!(
+        load_trained(&report.dir, &base)
+            .expect("reload")
+            .lexical
+            .is_none()
+    );
 }
 
 #[test]

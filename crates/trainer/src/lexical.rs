@@ -1,0 +1,668 @@
+//! The lexical branch of an adapter: a bag of word stems → one logistic regression per
+//! tag, whose probabilities are averaged with the encoder's.
+//!
+//! Reviews are lower-cased (`ё` read as `е`), split into words (runs of letters and
+//! digits) and each word cut to its first `stem_chars` characters, a crude stemmer that
+//! folds most Russian inflections together (`удобные`, `удобная` → `удобн`). A product is
+//! the TF-IDF vector of the stems of **all** its reviews (sublinear term frequency,
+//! smoothed idf, L2-normalised), so it also reads what the encoder's caps (reviews per
+//! product, tokens per review) leave out. The vocabulary is the training products'
+//! stems found in at least `min_df` of them.
+//!
+//! Each tag's regression minimises `C · Σ log-loss + ½‖w‖²` (the intercept is not
+//! penalised) by Newton's method with conjugate-gradient steps, so the fit is exact and
+//! deterministic. Files: `lexical.json` (settings, tags, vocabulary) and
+//! `lexical.safetensors` (`idf` `[F]`, `weight` `[T, F]`, `bias` `[T]`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::train::TrainError;
+
+/// The lexical branch's settings (`[lexical]` in `configs/<category>.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LexicalSettings {
+    /// Words are cut to this many characters (default 5).
+    pub stem_chars: usize,
+    /// A stem enters the vocabulary when at least this many training products use it
+    /// (default 2).
+    pub min_df: usize,
+    /// Inverse strength of the L2 penalty, as in scikit-learn's `C` (default 4).
+    pub c: f64,
+    /// Share of the lexical probability in the adapter's probability:
+    /// `p = (1 − weight) · p_encoder + weight · p_lexical` (default 0.5).
+    pub weight: f64,
+    /// Newton iterations per tag at most (default 30).
+    pub max_iterations: usize,
+}
+
+impl Default for LexicalSettings {
+    fn default() -> Self {
+        Self {
+            stem_chars: 5,
+            min_df: 2,
+            c: 4.0,
+            weight: 0.5,
+            max_iterations: 30,
+        }
+    }
+}
+
+impl LexicalSettings {
+    /// Check every field; `path` names the config file in errors.
+    pub fn validate(&self, path: &Path) -> Result<(), TrainError> {
+        let bad = |field: &'static str, value: String, reason: &str| TrainError::Config {
+            path: path.to_path_buf(),
+            field,
+            value,
+            reason: reason.to_string(),
+        };
+        if self.stem_chars == 0 {
+            return Err(bad("lexical.stem_chars", "0".into(), "must be at least 1"));
+        }
+        if self.min_df == 0 {
+            return Err(bad("lexical.min_df", "0".into(), "must be at least 1"));
+        }
+        if self.max_iterations == 0 {
+            return Err(bad(
+                "lexical.max_iterations",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if !(self.c.is_finite() && self.c > 0.0) {
+            return Err(bad("lexical.c", self.c.to_string(), "must be positive"));
+        }
+        if !(0.0..=1.0).contains(&self.weight) {
+            return Err(bad(
+                "lexical.weight",
+                self.weight.to_string(),
+                "must be within [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `lexical.json`: everything of a [`LexicalModel`] but its numbers.
+pub const LEXICAL_CONFIG_FILE: &str = "lexical.json";
+/// `lexical.safetensors`: idf, weights and biases of a [`LexicalModel`].
+pub const LEXICAL_WEIGHTS_FILE: &str = "lexical.safetensors";
+const LEXICAL_FORMAT: &str = "lamoda-lexical/1";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LexicalFile {
+    format: String,
+    settings: LexicalSettings,
+    tags: Vec<String>,
+    vocabulary: Vec<String>,
+}
+
+/// The stems of `text`, in order (see the module doc).
+pub fn stems(text: &str, stem_chars: usize) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(move |w| {
+            w.chars()
+                .flat_map(char::to_lowercase)
+                .map(|c| if c == 'ё' { 'е' } else { c })
+                .take(stem_chars)
+                .collect()
+        })
+}
+
+/// Stem counts of a product's reviews.
+fn counts(reviews: &[String], stem_chars: usize) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    for review in reviews {
+        for s in stems(review, stem_chars) {
+            *out.entry(s).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// A sparse row: `(feature, value)` sorted by feature.
+type SparseRow = Vec<(usize, f64)>;
+
+/// A fitted lexical branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalModel {
+    /// Its settings (the fusion weight among them).
+    pub settings: LexicalSettings,
+    /// The tags, in pool order.
+    pub tags: Vec<String>,
+    /// The stems, sorted; feature `i` is `vocabulary[i]`.
+    pub vocabulary: Vec<String>,
+    /// Inverse document frequency per feature.
+    pub idf: Vec<f32>,
+    /// Weights `[tag][feature]`.
+    pub weights: Vec<Vec<f32>>,
+    /// Intercept per tag.
+    pub bias: Vec<f32>,
+    index: HashMap<String, usize>,
+}
+
+impl LexicalModel {
+    /// Fit on training products (`docs[i]` its reviews, `targets[i]` its 0/1 tags in
+    /// `tags` order).
+    pub fn fit(
+        settings: &LexicalSettings,
+        tags: &[String],
+        docs: &[&[String]],
+        targets: &[Vec<f32>],
+    ) -> Result<Self, TrainError> {
+        settings.validate(Path::new("<lexical>"))?;
+        if docs.len() != targets.len() || docs.is_empty() {
+            return Err(TrainError::Tensor {
+                detail: format!(
+                    "lexical fit: {} products and {} target rows",
+                    docs.len(),
+                    targets.len()
+                ),
+            });
+        }
+        let bags: Vec<HashMap<String, u32>> = docs
+            .iter()
+            .map(|d| counts(d, settings.stem_chars))
+            .collect();
+        let mut df: BTreeMap<&str, usize> = BTreeMap::new();
+        for bag in &bags {
+            for stem in bag.keys() {
+                *df.entry(stem.as_str()).or_insert(0) += 1;
+            }
+        }
+        let n = docs.len() as f64;
+        let (vocabulary, idf): (Vec<String>, Vec<f32>) = df
+            .into_iter()
+            .filter(|&(_, d)| d >= settings.min_df)
+            .map(|(s, d)| {
+                (
+                    s.to_string(),
+                    ((1.0 + n) / (1.0 + d as f64)).ln() as f32 + 1.0,
+                )
+            })
+            .unzip();
+        let index: HashMap<String, usize> = vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        let mut model = Self {
+            settings: settings.clone(),
+            tags: tags.to_vec(),
+            vocabulary,
+            idf,
+            weights: Vec::new(),
+            bias: Vec::new(),
+            index,
+        };
+        let rows: Vec<SparseRow> = bags.iter().map(|b| model.vectorise(b)).collect();
+        let n_features = model.vocabulary.len();
+        for t in 0..tags.len() {
+            let y: Vec<f64> = targets
+                .iter()
+                .map(|row| f64::from(row.get(t).copied().unwrap_or(0.0)))
+                .collect();
+            let (w, b) = fit_logistic(&rows, &y, n_features, settings.c, settings.max_iterations);
+            model
+                .weights
+                .push(w.into_iter().map(|v| v as f32).collect());
+            model.bias.push(b as f32);
+        }
+        Ok(model)
+    }
+
+    /// The TF-IDF row of a stem bag (unknown stems dropped).
+    fn vectorise(&self, bag: &HashMap<String, u32>) -> SparseRow {
+        let mut row: SparseRow = bag
+            .iter()
+            .filter_map(|(s, &c)| {
+                let i = *self.index.get(s)?;
+                Some((i, (1.0 + f64::from(c).ln()) * f64::from(self.idf[i])))
+            })
+            .collect();
+        row.sort_unstable_by_key(|&(i, _)| i);
+        let norm = row.iter().map(|&(_, v)| v * v).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|(_, v)| *v /= norm);
+        }
+        row
+    }
+
+    /// Probabilities `[product][tag]` for review stacks.
+    pub fn probabilities(&self, docs: &[&[String]]) -> Vec<Vec<f32>> {
+        docs.iter()
+            .map(|d| {
+                let row = self.vectorise(&counts(d, self.settings.stem_chars));
+                self.weights
+                    .iter()
+                    .zip(&self.bias)
+                    .map(|(w, &b)| {
+                        let z = f64::from(b)
+                            + row.iter().map(|&(i, v)| f64::from(w[i]) * v).sum::<f64>();
+                        sigmoid(z) as f32
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `(1 − weight) · encoder + weight · lexical`, element-wise.
+    pub fn fuse(&self, encoder: &[Vec<f32>], lexical: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let w = self.settings.weight as f32;
+        encoder
+            .iter()
+            .zip(lexical)
+            .map(|(e, l)| {
+                e.iter()
+                    .zip(l)
+                    .map(|(&e, &l)| (1.0 - w) * e + w * l)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Write `lexical.json` and `lexical.safetensors` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let file = LexicalFile {
+            format: LEXICAL_FORMAT.into(),
+            settings: self.settings.clone(),
+            tags: self.tags.clone(),
+            vocabulary: self.vocabulary.clone(),
+        };
+        let path = dir.join(LEXICAL_CONFIG_FILE);
+        let text = serde_json::to_string_pretty(&file).map_err(|source| TrainError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text).map_err(|source| TrainError::Io { path, source })?;
+        let flat: Vec<f32> = self.weights.iter().flatten().copied().collect();
+        let (t, f) = (self.tags.len(), self.vocabulary.len());
+        lamoda_model::hf::write_safetensors(
+            &dir.join(LEXICAL_WEIGHTS_FILE),
+            [
+                ("idf", &[f][..], self.idf.as_slice()),
+                ("weight", &[t, f][..], flat.as_slice()),
+                ("bias", &[t][..], self.bias.as_slice()),
+            ],
+            BTreeMap::from([("format".to_string(), LEXICAL_FORMAT.to_string())]),
+        )?;
+        Ok(())
+    }
+
+    /// Whether `dir` holds a lexical branch.
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(LEXICAL_CONFIG_FILE).is_file()
+    }
+
+    /// Read the branch [`LexicalModel::save`] wrote into `dir`.
+    pub fn load(dir: &Path) -> Result<Self, TrainError> {
+        let path = dir.join(LEXICAL_CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file: LexicalFile = serde_json::from_str(&text).map_err(|source| TrainError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        let bad = |path: &Path, reason: String| TrainError::Lexical {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if file.format != LEXICAL_FORMAT {
+            return Err(bad(
+                &path,
+                format!("format {:?}, expected {LEXICAL_FORMAT:?}", file.format),
+            ));
+        }
+        file.settings.validate(&path)?;
+        let weights_path = dir.join(LEXICAL_WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights_path).map_err(|source| TrainError::Io {
+            path: weights_path.clone(),
+            source,
+        })?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(&weights_path, e.to_string()))?;
+        let (t, f) = (file.tags.len(), file.vocabulary.len());
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, TrainError> {
+            let view = st
+                .tensor(name)
+                .map_err(|e| bad(&weights_path, format!("tensor `{name}`: {e}")))?;
+            if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape {
+                return Err(bad(
+                    &weights_path,
+                    format!(
+                        "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
+                        view.dtype(),
+                        view.shape()
+                    ),
+                ));
+            }
+            Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let idf = read("idf", &[f])?;
+        let flat = read("weight", &[t, f])?;
+        let bias = read("bias", &[t])?;
+        let weights = if f == 0 {
+            vec![Vec::new(); t]
+        } else {
+            flat.chunks_exact(f).map(<[f32]>::to_vec).collect()
+        };
+        let index = file
+            .vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        Ok(Self {
+            settings: file.settings,
+            tags: file.tags,
+            vocabulary: file.vocabulary,
+            idf,
+            weights,
+            bias,
+            index,
+        })
+    }
+
+    /// Remove a branch's files from `dir` (none there is fine).
+    pub fn remove_from(dir: &Path) -> Result<(), TrainError> {
+        for name in [LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE] {
+            let path: PathBuf = dir.join(name);
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|source| TrainError::Io { path, source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `log(1 + e^z)` without overflow.
+fn softplus(z: f64) -> f64 {
+    if z > 0.0 {
+        z + (-z).exp().ln_1p()
+    } else {
+        z.exp().ln_1p()
+    }
+}
+
+/// The regularised objective `C · Σ log-loss + ½‖w‖²` at `(w, b)`.
+fn objective(rows: &[SparseRow], y: &[f64], c: f64, w: &[f64], b: f64) -> f64 {
+    let loss: f64 = rows
+        .iter()
+        .zip(y)
+        .map(|(row, &y)| {
+            let z = b + dot(row, w);
+            // −[y log σ(z) + (1 − y) log(1 − σ(z))]
+            softplus(z) - y * z
+        })
+        .sum();
+    c * loss + 0.5 * w.iter().map(|v| v * v).sum::<f64>()
+}
+
+fn dot(row: &SparseRow, w: &[f64]) -> f64 {
+    row.iter().map(|&(i, v)| w[i] * v).sum()
+}
+
+/// Gradient of [`objective`]: `(w + C·Xᵀr, C·Σr)` with `r = σ(z) − y`.
+pub(crate) fn gradient(
+    rows: &[SparseRow],
+    y: &[f64],
+    c: f64,
+    w: &[f64],
+    b: f64,
+) -> (Vec<f64>, f64) {
+    let mut g = w.to_vec();
+    let mut gb = 0.0;
+    for (row, &y) in rows.iter().zip(y) {
+        let r = c * (sigmoid(b + dot(row, w)) - y);
+        gb += r;
+        for &(i, v) in row {
+            g[i] += r * v;
+        }
+    }
+    (g, gb)
+}
+
+/// One tag's logistic regression by Newton–CG with a backtracking line search.
+fn fit_logistic(
+    rows: &[SparseRow],
+    y: &[f64],
+    n_features: usize,
+    c: f64,
+    max_iterations: usize,
+) -> (Vec<f64>, f64) {
+    let mut w = vec![0.0; n_features];
+    let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
+    let p = mean.clamp(1e-4, 1.0 - 1e-4);
+    let mut b = (p / (1.0 - p)).ln();
+    if mean <= 0.0 || mean >= 1.0 {
+        // A tag always (or never) present: nothing to learn beyond the intercept.
+        return (w, b);
+    }
+    let norm = |g: &[f64], gb: f64| (g.iter().map(|v| v * v).sum::<f64>() + gb * gb).sqrt();
+    let (g0, gb0) = gradient(rows, y, c, &w, b);
+    let tolerance = 1e-5 * norm(&g0, gb0).max(1.0);
+    for _ in 0..max_iterations {
+        let (g, gb) = gradient(rows, y, c, &w, b);
+        let g_norm = norm(&g, gb);
+        if g_norm <= tolerance {
+            break;
+        }
+        // Curvature weights C·σ(1 − σ) at the current point.
+        let d: Vec<f64> = rows
+            .iter()
+            .map(|row| {
+                let s = sigmoid(b + dot(row, &w));
+                c * s * (1.0 - s)
+            })
+            .collect();
+        let hess = |v: &[f64], vb: f64| -> (Vec<f64>, f64) {
+            let mut out = v.to_vec();
+            let mut out_b = 0.0;
+            for (row, &d) in rows.iter().zip(&d) {
+                let u = d * (vb + dot(row, v));
+                out_b += u;
+                for &(i, x) in row {
+                    out[i] += u * x;
+                }
+            }
+            (out, out_b)
+        };
+        // Conjugate gradient on H s = −g, to a relative residual of 0.1.
+        let (mut s, mut sb) = (vec![0.0; n_features], 0.0);
+        let (mut r, mut rb): (Vec<f64>, f64) = (g.iter().map(|v| -v).collect(), -gb);
+        let (mut p, mut pb) = (r.clone(), rb);
+        let mut rr = norm(&r, rb).powi(2);
+        for _ in 0..100 {
+            if rr.sqrt() <= 0.1 * g_norm {
+                break;
+            }
+            let (hp, hpb) = hess(&p, pb);
+            let php = p.iter().zip(&hp).map(|(a, b)| a * b).sum::<f64>() + pb * hpb;
+            if php <= 0.0 {
+                break;
+            }
+            let alpha = rr / php;
+            s.iter_mut().zip(&p).for_each(|(s, p)| *s += alpha * p);
+            sb += alpha * pb;
+            r.iter_mut().zip(&hp).for_each(|(r, h)| *r -= alpha * h);
+            rb -= alpha * hpb;
+            let rr_new = norm(&r, rb).powi(2);
+            let beta = rr_new / rr;
+            p.iter_mut().zip(&r).for_each(|(p, r)| *p = r + beta * *p);
+            pb = rb + beta * pb;
+            rr = rr_new;
+        }
+        // Backtracking (Armijo) along s.
+        let f0 = objective(rows, y, c, &w, b);
+        let slope = g.iter().zip(&s).map(|(g, s)| g * s).sum::<f64>() + gb * sb;
+        let mut step = 1.0;
+        let mut moved = false;
+        for _ in 0..30 {
+            let w_new: Vec<f64> = w.iter().zip(&s).map(|(w, s)| w + step * s).collect();
+            let b_new = b + step * sb;
+            if objective(rows, y, c, &w_new, b_new) <= f0 + 1e-4 * step * slope {
+                w = w_new;
+                b = b_new;
+                moved = true;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !moved {
+            break;
+        }
+    }
+    (w, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(texts: &[&str]) -> Vec<Vec<String>> {
+        texts.iter().map(|t| vec![t.to_string()]).collect()
+    }
+
+    #[test]
+    fn stems_fold_case_yo_and_endings() {
+        let s: Vec<String> = stems("Удобные, ЁЛКИ-палки: удобная 42!", 5).collect();
+        assert_eq!(s, ["удобн", "елки", "палки", "удобн", "42"]);
+    }
+
+    #[test]
+    fn fit_reaches_the_optimum_and_separates_the_words() {
+        let texts = docs(&[
+            "просторная сумка",
+            "сумка просторная и легкая",
+            "маленькая сумка",
+            "легкая маленькая",
+            "просторная вместительная",
+            "очень маленькая но легкая",
+        ]);
+        let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
+        let targets = vec![
+            vec![1.0, 0.0],
+            vec![1.0, 1.0],
+            vec![0.0, 0.0],
+            vec![0.0, 1.0],
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+        ];
+        let settings = LexicalSettings {
+            min_df: 1,
+            c: 4.0,
+            ..LexicalSettings::default()
+        };
+        let tags = vec!["Вместительная".to_string(), "Легкая".to_string()];
+        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
+        // First-order optimality of every tag's objective.
+        let bags: Vec<_> = stacks.iter().map(|d| counts(d, 5)).collect();
+        let rows: Vec<SparseRow> = bags.iter().map(|b| model.vectorise(b)).collect();
+        for t in 0..tags.len() {
+            let y: Vec<f64> = targets.iter().map(|r| f64::from(r[t])).collect();
+            let w: Vec<f64> = model.weights[t].iter().map(|&v| f64::from(v)).collect();
+            let (g, gb) = gradient(&rows, &y, 4.0, &w, f64::from(model.bias[t]));
+            let g_norm = (g.iter().map(|v| v * v).sum::<f64>() + gb * gb).sqrt();
+            assert!(g_norm < 1e-3, "tag {t}: gradient norm {g_norm}");
+        }
+        let probe = docs(&["просторный рюкзак", "легкая ноша"]);
+        let probe: Vec<&[String]> = probe.iter().map(Vec::as_slice).collect();
+        let p = model.probabilities(&probe);
+        assert!(p[0][0] > 0.5 && p[0][1] < 0.5, "{p:?}");
+        assert!(p[1][1] > 0.5 && p[1][0] < 0.5, "{p:?}");
+    }
+
+    #[test]
+    fn a_tag_never_seen_keeps_a_tiny_probability_and_save_load_is_identity() {
+        let texts = docs(&["мягкая", "мягкая кожа", "жесткая"]);
+        let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
+        let targets = vec![vec![1.0, 0.0], vec![1.0, 0.0], vec![0.0, 0.0]];
+        let tags = vec!["Мягкая".to_string(), "Редкий".to_string()];
+        let settings = LexicalSettings {
+            min_df: 1,
+            ..LexicalSettings::default()
+        };
+        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
+        let p = model.probabilities(&stacks);
+        assert!(p.iter().all(|row| row[1] < 1e-3), "{p:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        assert!(LexicalModel::exists_in(dir.path()));
+        let loaded = LexicalModel::load(dir.path()).expect("load");
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.probabilities(&stacks), p);
+        LexicalModel::remove_from(dir.path()).expect("remove");
+        assert!(!LexicalModel::exists_in(dir.path()));
+    }
+
+    #[test]
+    fn fuse_mixes_by_the_weight_and_bad_settings_are_named() {
+        let model = LexicalModel {
+            settings: LexicalSettings {
+                weight: 0.25,
+                ..LexicalSettings::default()
+            },
+            tags: vec![],
+            vocabulary: vec![],
+            idf: vec![],
+            weights: vec![],
+            bias: vec![],
+            index: HashMap::new(),
+        };
+        let fused = model.fuse(&[vec![0.8, 0.0]], &[vec![0.4, 1.0]]);
+        assert!((fused[0][0] - 0.7).abs() < 1e-6 && (fused[0][1] - 0.25).abs() < 1e-6);
+        let err = LexicalSettings {
+            weight: 1.5,
+            ..LexicalSettings::default()
+        }
+        .validate(Path::new("configs/bags.toml"))
+        .expect_err("weight 1.5");
+        assert_eq!(
+            err.to_string(),
+            "configs/bags.toml: `lexical.weight` = 1.5: must be within [0, 1]"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_weights_file_names_the_file() {
+        let texts = docs(&["мягкая", "жесткая"]);
+        let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
+        let tags = vec!["Мягкая".to_string()];
+        let settings = LexicalSettings {
+            min_df: 1,
+            ..LexicalSettings::default()
+        };
+        let model =
+            LexicalModel::fit(&settings, &tags, &stacks, &[vec![1.0], vec![0.0]]).expect("fit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        std::fs::write(dir.path().join(LEXICAL_WEIGHTS_FILE), b"not safetensors").expect("write");
+        let err = LexicalModel::load(dir.path()).expect_err("corrupt");
+        assert!(err.to_string().contains(LEXICAL_WEIGHTS_FILE), "{err}");
+    }
+}
