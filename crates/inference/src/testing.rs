@@ -10,7 +10,7 @@ use lamoda_data::{EtalonPool, ReviewStack, SplitConfig};
 use lamoda_model::burn::module::Param;
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 use lamoda_model::hf::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, write_safetensors};
-use lamoda_model::tokenize::build_unigram_tokenizer;
+use lamoda_model::tokenize::{build_unigram_tokenizer, letter_pieces};
 use lamoda_model::{
     EncoderConfig, HeadSpec, HiddenAct, LoadedBase, LoraConfig, ModelError, ModelType, TagModel,
 };
@@ -141,11 +141,7 @@ pub fn write_tiny_base(dir: &Path, seed: u64) -> Result<(), ModelError> {
         BTreeMap::new(),
     )?;
 
-    let mut pieces: Vec<(String, f32)> = ["<s>", "<pad>", "</s>", "<unk>"]
-        .iter()
-        .map(|p| (p.to_string(), 0.0))
-        .collect();
-    pieces.extend(('a'..='z').map(|ch| (format!("▁{ch}"), -2.0)));
+    let pieces = letter_pieces();
     let path = dir.join(TOKENIZER_FILE);
     let tokenizer_err = |detail: String| ModelError::Tokenizer {
         path: path.clone(),

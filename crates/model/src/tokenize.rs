@@ -123,6 +123,17 @@ pub fn pad_batch(rows: &[Vec<u32>], pad_id: u32, device: &Device) -> Batch {
     }
 }
 
+/// A tiny vocabulary for [`build_unigram_tokenizer`]: the specials `<s> <pad> </s> <unk>`
+/// (ids 0–3), then the word-initial letters `▁a`…`▁z` (ids 4–29). Tests and examples build
+/// models on it without downloading anything.
+pub fn letter_pieces() -> Vec<(String, f32)> {
+    ["<s>", "<pad>", "</s>", "<unk>"]
+        .iter()
+        .map(|p| (p.to_string(), 0.0))
+        .chain(('a'..='z').map(|ch| (format!("▁{ch}"), -2.0)))
+        .collect()
+}
+
 /// Build a SentencePiece-style unigram tokenizer: per-code-point normalisation `norm_map`
 /// (as a precompiled charsmap), runs of spaces collapsed, non-splitting Metaspace with a
 /// prepended `▁`, Unigram over `pieces` (index = id), `<s> $A </s>` post-processing.

@@ -573,6 +573,20 @@ pub struct Finished {
     pub lexical: Option<LexicalModel>,
 }
 
+/// Each row's gold tags as a 0/1 vector in pool order (tags outside the pool dropped).
+fn gold_vectors(pool: &EtalonPool, rows: &[&ReviewStack]) -> Vec<Vec<f32>> {
+    gold_indices(pool, rows)
+        .into_iter()
+        .map(|tags| {
+            let mut v = vec![0f32; pool.len()];
+            tags.into_iter()
+                .filter(|&i| i < pool.len())
+                .for_each(|i| v[i] = 1.0);
+            v
+        })
+        .collect()
+}
+
 /// What follows the encoder's training, in the adapter directory `dir`: fit the lexical
 /// branch on `train_rows` when `config` asks for one (else remove a stale one), average it
 /// with the encoder's dev probabilities `encoder_dev`, then tune and save the thresholds
@@ -593,16 +607,7 @@ pub fn finish_adapter(
         }
         Some(settings) => {
             let t0 = Instant::now();
-            let targets: Vec<Vec<f32>> = gold_indices(pool, train_rows)
-                .into_iter()
-                .map(|tags| {
-                    let mut t = vec![0f32; pool.len()];
-                    tags.into_iter()
-                        .filter(|&i| i < pool.len())
-                        .for_each(|i| t[i] = 1.0);
-                    t
-                })
-                .collect();
+            let targets = gold_vectors(pool, train_rows);
             let docs: Vec<&[String]> = train_rows.iter().map(|r| r.reviews.as_slice()).collect();
             let model = LexicalModel::fit(settings, &pool.tags, &docs, &targets)?;
             let lexical_seconds = t0.elapsed().as_secs_f64();
@@ -955,17 +960,7 @@ pub fn tune_and_save_thresholds(
 ) -> Result<(Option<Vec<f32>>, Option<Metrics>), TrainError> {
     let path = dir.join(THRESHOLDS_FILE);
     let thresholds = if config.tune_thresholds {
-        let gold: Vec<Vec<f32>> = gold_indices(pool, dev_rows)
-            .into_iter()
-            .map(|tags| {
-                let mut g = vec![0f32; pool.len()];
-                tags.into_iter()
-                    .filter(|&i| i < pool.len())
-                    .for_each(|i| g[i] = 1.0);
-                g
-            })
-            .collect();
-        tune_thresholds(probs, &gold)
+        tune_thresholds(probs, &gold_vectors(pool, dev_rows))
     } else if config.tune_global_threshold {
         vec![tune_global_threshold(probs, pool, dev_rows); pool.len()]
     } else {

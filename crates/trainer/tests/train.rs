@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig};
-use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer};
+use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer, letter_pieces};
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
 use lamoda_trainer::lexical::{LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE};
 use lamoda_trainer::{
-    LexicalSettings, Loss, Progress, TrainConfig, finish_adapter, load_trained,
-    predict_probabilities,
+    LexicalSettings, Loss, Progress, TrainConfig, TrainError, TrainReport, finish_adapter,
+    load_trained, predict_probabilities,
     train::{METRICS_FILE, THRESHOLDS_FILE},
     train_category,
 };
@@ -33,14 +33,7 @@ fn tiny_base(dir: &Path) -> LoadedBase {
     let device = default_device();
     device.seed(7);
     let encoder = c.init(&device);
-    let mut pieces: Vec<(String, f32)> = ["<s>", "<pad>", "</s>", "<unk>"]
-        .iter()
-        .map(|p| (p.to_string(), 0.0))
-        .collect();
-    for ch in 'a'..='z' {
-        pieces.push((format!("▁{ch}"), -2.0));
-    }
-    let tok = build_unigram_tokenizer(&pieces, &[], [0, 1, 2, 3]).expect("tokenizer");
+    let tok = build_unigram_tokenizer(&letter_pieces(), &[], [0, 1, 2, 3]).expect("tokenizer");
     let path = dir.join("tokenizer.json");
     tok.save(&path, false).expect("save tokenizer");
     LoadedBase {
@@ -96,6 +89,32 @@ fn dataset(n: usize) -> Vec<ReviewStack> {
         .collect()
 }
 
+/// The pool of [`dataset`]'s tags.
+fn xyz_pool() -> EtalonPool {
+    EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool")
+}
+
+/// `train_category` on the default split, quietly.
+fn train(
+    base: &LoadedBase,
+    pool: &EtalonPool,
+    rows: &[ReviewStack],
+    config: &TrainConfig,
+    out: &Path,
+    resume: bool,
+) -> Result<TrainReport, TrainError> {
+    train_category(
+        base,
+        pool,
+        rows,
+        &SplitConfig::default(),
+        config,
+        out,
+        Progress::Quiet,
+        resume,
+    )
+}
+
 fn config() -> TrainConfig {
     TrainConfig {
         trainable_layers: 1,
@@ -114,21 +133,10 @@ fn config() -> TrainConfig {
 fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = tiny_base(dir.path());
-    let pool =
-        EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool");
+    let pool = xyz_pool();
     let rows = dataset(300);
     let out = dir.path().join("adapters");
-    let report = train_category(
-        &base,
-        &pool,
-        &rows,
-        &SplitConfig::default(),
-        &config(),
-        &out,
-        Progress::Quiet,
-        false,
-    )
-    .expect("train");
+    let report = train(&base, &pool, &rows, &config(), &out, false).expect("train");
     let m = &report.metrics;
     let first = m.history.first().expect("epochs").train_loss;
     let last = m.history.last().expect("epochs").train_loss;
@@ -163,17 +171,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     assert!(diff < 1e-6, "max |Δp| = {diff}");
 
     // Resume after the last epoch only re-evaluates: same best epoch, nothing retrained.
-    let resumed = train_category(
-        &base,
-        &pool,
-        &rows,
-        &SplitConfig::default(),
-        &cfg,
-        &out,
-        Progress::Quiet,
-        true,
-    )
-    .expect("resume");
+    let resumed = train(&base, &pool, &rows, &cfg, &out, true).expect("resume");
     assert_eq!(resumed.metrics.epoch, m.epoch);
     assert_eq!(resumed.metrics.history.len(), m.history.len());
     assert!((resumed.metrics.dev.micro_f1 - m.dev.micro_f1).abs() < 1e-9);
@@ -183,8 +181,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
 fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = tiny_base(dir.path());
-    let pool =
-        EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool");
+    let pool = xyz_pool();
     let rows = dataset(200);
     let out = dir.path().join("adapters");
     let cfg = TrainConfig {
@@ -197,17 +194,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         }),
         ..config()
     };
-    let report = train_category(
-        &base,
-        &pool,
-        &rows,
-        &SplitConfig::default(),
-        &cfg,
-        &out,
-        Progress::Quiet,
-        false,
-    )
-    .expect("train");
+    let report = train(&base, &pool, &rows, &cfg, &out, false).expect("train");
     let branches = report.metrics.branches.as_ref().expect("branch figures");
     // The tags' own words are in the reviews: the stem bag finds them.
     assert!(
@@ -299,26 +286,22 @@ fn config_defaults_files_and_errors() {
     assert!(err.contains("qeury"), "{err}");
     let err = write("loss = { focal = { gamma = -1.0 } }\n").expect_err("gamma");
     assert!(err.contains("gamma") && err.contains("-1"), "{err}");
+    let err = write("[lexical]\nweight = 2.0\n").expect_err("lexical weight");
+    assert!(err.contains("`lexical.weight` = 2"), "{err}");
+    let err = write("[lexical]\nstem = 5\n").expect_err("unknown lexical field");
+    assert!(err.contains("stem"), "{err}");
 
     // Deeper than the encoder.
     let base = tiny_base(dir.path());
     let pool = EtalonPool::new(Category::Bags, vec!["x".into()]).expect("pool");
     let rows = dataset(20);
-    let err = train_category(
-        &base,
-        &pool,
-        &rows,
-        &SplitConfig::default(),
-        &TrainConfig {
-            trainable_layers: 3,
-            ..TrainConfig::default()
-        },
-        dir.path(),
-        Progress::Quiet,
-        false,
-    )
-    .expect_err("too deep")
-    .to_string();
+    let too_deep = TrainConfig {
+        trainable_layers: 3,
+        ..TrainConfig::default()
+    };
+    let err = train(&base, &pool, &rows, &too_deep, dir.path(), false)
+        .expect_err("too deep")
+        .to_string();
     assert!(
         err.contains("trainable_layers") && err.contains("only 2"),
         "{err}"

@@ -161,13 +161,7 @@ pub fn write_tiny_hf_dir(dir: &Path, c: &EncoderConfig, weights: &Weights) {
     std::fs::create_dir_all(dir).expect("mkdir");
     c.save(&dir.join("config.json")).expect("config");
     write_weights(&dir.join("model.safetensors"), weights);
-    let mut pieces: Vec<(String, f32)> = ["<s>", "<pad>", "</s>", "<unk>"]
-        .iter()
-        .map(|p| (p.to_string(), 0.0))
-        .collect();
-    for ch in 'a'..='z' {
-        pieces.push((format!("▁{ch}"), -2.0));
-    }
+    let mut pieces = lamoda_model::tokenize::letter_pieces();
     for ch in 'a'..='j' {
         pieces.push((ch.to_string(), -3.0));
     }
