@@ -1,5 +1,6 @@
-//! Per-category training of LoRA adapters and heads, the metrics every
-//! evaluation reports, and the frequency prior they are compared with.
+//! Per-category training of LoRA adapters and heads (plus each adapter's lexical
+//! branch), the metrics every evaluation reports, and the frequency prior they are
+//! compared with.
 
 pub mod evaluate;
 pub mod lexical;
