@@ -15,7 +15,7 @@ use lamoda_model::{
     EncoderConfig, HeadSpec, HiddenAct, LoadedBase, LoraConfig, ModelError, ModelType, TagModel,
 };
 use lamoda_trainer::train::{THRESHOLDS_FILE, TRAIN_CONFIG_FILE, Thresholds};
-use lamoda_trainer::{Progress, TrainConfig, train_category};
+use lamoda_trainer::{LexicalSettings, Progress, TrainConfig, train_category};
 
 /// Any failure of writing a fixture (they are for tests, where any error fails the test).
 pub type FixtureError = Box<dyn std::error::Error + Send + Sync>;
@@ -199,8 +199,9 @@ pub fn synthetic_rows(pool: &EtalonPool, n: usize, seed: u64) -> Vec<ReviewStack
 }
 
 /// Trains `pool.category`'s adapter on the tiny `base` for one epoch of synthetic rows
-/// (a few steps, so LoRA and head are off their initial values) and saves it as
-/// `<model_dir>/<category>/`, like `lamoda_trainer::train_category` always does.
+/// (a few steps, so LoRA and head are off their initial values), with a lexical branch as
+/// the shipped adapters have, and saves it as `<model_dir>/<category>/`, like
+/// `lamoda_trainer::train_category` always does.
 pub fn train_tiny_adapter(
     base: &LoadedBase,
     model_dir: &Path,
@@ -210,6 +211,10 @@ pub fn train_tiny_adapter(
     let rows = synthetic_rows(pool, 40, seed);
     let config = TrainConfig {
         seed,
+        lexical: Some(LexicalSettings {
+            min_df: 1,
+            ..LexicalSettings::default()
+        }),
         ..tiny_train_config()
     };
     let report = train_category(

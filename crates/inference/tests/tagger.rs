@@ -67,6 +67,13 @@ fn mixed_batch_matches_one_request_at_a_time() {
         tagger.categories(),
         [Category::Accs, Category::Bags, Category::Shoes]
     );
+    for category in tagger.categories() {
+        let adapter = tagger.adapter(category).expect("adapter");
+        assert!(
+            adapter.lexical.is_some(),
+            "{category}: lexical branch loaded"
+        );
+    }
 
     let requests = [
         request("Shoes", &["a b c", "d e f g h i j k", "z z z"]),

@@ -9,8 +9,8 @@ use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer, letter_piec
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
 use lamoda_trainer::lexical::{LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE};
 use lamoda_trainer::{
-    LexicalSettings, Loss, Progress, TrainConfig, TrainError, TrainReport, finish_adapter,
-    load_trained, predict_probabilities,
+    LexicalSettings, Loss, Progress, TrainConfig, TrainReport, finish_adapter, load_trained,
+    predict_probabilities,
     train::{METRICS_FILE, THRESHOLDS_FILE},
     train_category,
 };
@@ -94,7 +94,7 @@ fn xyz_pool() -> EtalonPool {
     EtalonPool::new(Category::Bags, vec!["x".into(), "y".into(), "z".into()]).expect("pool")
 }
 
-/// `train_category` on the default split, quietly.
+/// `train_category` on the default split, quietly; an error as its message.
 fn train(
     base: &LoadedBase,
     pool: &EtalonPool,
@@ -102,7 +102,7 @@ fn train(
     config: &TrainConfig,
     out: &Path,
     resume: bool,
-) -> Result<TrainReport, TrainError> {
+) -> Result<TrainReport, String> {
     train_category(
         base,
         pool,
@@ -113,6 +113,7 @@ fn train(
         Progress::Quiet,
         resume,
     )
+    .map_err(|e| e.to_string())
 }
 
 fn config() -> TrainConfig {
@@ -299,9 +300,7 @@ fn config_defaults_files_and_errors() {
         trainable_layers: 3,
         ..TrainConfig::default()
     };
-    let err = train(&base, &pool, &rows, &too_deep, dir.path(), false)
-        .expect_err("too deep")
-        .to_string();
+    let err = train(&base, &pool, &rows, &too_deep, dir.path(), false).expect_err("too deep");
     assert!(
         err.contains("trainable_layers") && err.contains("only 2"),
         "{err}"
