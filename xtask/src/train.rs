@@ -185,7 +185,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--keep-encoder`: refit the lexical branch and re-choose the thresholds of trained adapters without training their encoders.
+/// `--keep-encoder`: refit the lexical branch and re-choose the thresholds of trained
+/// adapters without training their encoders.
 fn retune(
     base_dir: &std::path::Path,
     out: &std::path::Path,

@@ -158,9 +158,10 @@ impl LexicalModel {
     ) -> Result<Self, TrainError> {
         settings.validate(Path::new("<lexical>"))?;
         if docs.len() != targets.len() || docs.is_empty() {
-            return Err(TrainError::Tensor {
-                detail: format!(
-                    "lexical fit: {} products and {} target rows",
+            return Err(TrainError::Lexical {
+                path: PathBuf::from("<training rows>"),
+                reason: format!(
+                    "cannot fit on {} products with {} target rows",
                     docs.len(),
                     targets.len()
                 ),

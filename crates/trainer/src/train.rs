@@ -4,15 +4,19 @@
 //! `max_tokens_per_review`, at most `max_reviews_per_product` of them): every review runs
 //! through the frozen lower layers **once** ([`FeatureCache`]), then, at each step, through
 //! the LoRA-adapted top `trainable_layers` layers with gradients, is mean-pooled over its
-//! tokens, and the product's vector is the mean of its reviews' vectors → head → logits.
+//! tokens; the head turns those review vectors into a product's tag logits as `pooling`
+//! says (the mean of the review vectors, or the log-mean-exp of per-review logits).
 //! Reviews of a batch are sorted by length and run in chunks padded to the longest review
 //! of the chunk, so short reviews cost little.
 //!
 //! [`train_category`] trains one category's adapter + head with AdamW (linear warm-up, then
 //! linear decay), evaluates on dev after every epoch (micro-F1 at threshold 0.5 with the
 //! pool's decoding, beside the frequency prior), keeps the best epoch's adapter in
-//! `<out>/<category>/` with `metrics.json`, and optionally tunes per-tag thresholds.
-//! [`load_trained`] + [`predict_probabilities`] serve any review stacks afterwards.
+//! `<out>/<category>/` with `metrics.json`, then [`finish_adapter`] fits the lexical branch
+//! (when the config has `[lexical]`, see [`crate::lexical`]), averages it with the
+//! encoder's probabilities and tunes the thresholds the config asks for on the average.
+//! [`load_trained`] + [`TrainedAdapter::probabilities`] serve any review stacks afterwards
+//! ([`predict_probabilities`] for the encoder alone).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
