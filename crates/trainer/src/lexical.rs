@@ -410,17 +410,15 @@ fn softplus(z: f64) -> f64 {
     }
 }
 
-/// The regularised objective `C · Σ log-loss + ½‖w‖²` at `(w, b)`.
-fn objective(rows: &[SparseRow], y: &[f64], c: f64, w: &[f64], b: f64) -> f64 {
-    let loss: f64 = rows
-        .iter()
-        .zip(y)
-        .map(|(row, &y)| {
-            let z = b + dot(row, w);
-            // −[y log σ(z) + (1 − y) log(1 − σ(z))]
-            softplus(z) - y * z
-        })
-        .sum();
+/// Each row's margin `z = b + x·w`.
+fn margins(rows: &[SparseRow], w: &[f64], b: f64) -> Vec<f64> {
+    rows.iter().map(|row| b + dot(row, w)).collect()
+}
+
+/// The regularised objective `C · Σ log-loss + ½‖w‖²` at weights `w` with margins `z`.
+fn objective(z: &[f64], y: &[f64], c: f64, w: &[f64]) -> f64 {
+    // −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y·z
+    let loss: f64 = z.iter().zip(y).map(|(&z, &y)| softplus(z) - y * z).sum();
     c * loss + 0.5 * w.iter().map(|v| v * v).sum::<f64>()
 }
 
@@ -429,23 +427,23 @@ fn dot(row: &SparseRow, w: &[f64]) -> f64 {
 }
 
 /// Gradient of [`objective`]: `(w + C·Xᵀr, C·Σr)` with `r = σ(z) − y`.
-pub(crate) fn gradient(
-    rows: &[SparseRow],
-    y: &[f64],
-    c: f64,
-    w: &[f64],
-    b: f64,
-) -> (Vec<f64>, f64) {
+fn gradient_at(rows: &[SparseRow], z: &[f64], y: &[f64], c: f64, w: &[f64]) -> (Vec<f64>, f64) {
     let mut g = w.to_vec();
     let mut gb = 0.0;
-    for (row, &y) in rows.iter().zip(y) {
-        let r = c * (sigmoid(b + dot(row, w)) - y);
+    for ((row, &z), &y) in rows.iter().zip(z).zip(y) {
+        let r = c * (sigmoid(z) - y);
         gb += r;
         for &(i, v) in row {
             g[i] += r * v;
         }
     }
     (g, gb)
+}
+
+/// [`gradient_at`] the margins of `(w, b)`.
+#[cfg(test)]
+fn gradient(rows: &[SparseRow], y: &[f64], c: f64, w: &[f64], b: f64) -> (Vec<f64>, f64) {
+    gradient_at(rows, &margins(rows, w, b), y, c, w)
 }
 
 /// One tag's logistic regression by Newton–CG with a backtracking line search.
@@ -465,19 +463,22 @@ fn fit_logistic(
         return (w, b);
     }
     let norm = |g: &[f64], gb: f64| (g.iter().map(|v| v * v).sum::<f64>() + gb * gb).sqrt();
-    let (g0, gb0) = gradient(rows, y, c, &w, b);
-    let tolerance = 1e-5 * norm(&g0, gb0).max(1.0);
+    // Margins and objective of the current point, carried over from the line search.
+    let mut z = margins(rows, &w, b);
+    let mut f = objective(&z, y, c, &w);
+    let mut tolerance = None;
     for _ in 0..max_iterations {
-        let (g, gb) = gradient(rows, y, c, &w, b);
+        let (g, gb) = gradient_at(rows, &z, y, c, &w);
         let g_norm = norm(&g, gb);
-        if g_norm <= tolerance {
+        // Converged once the gradient is 1e-5 of the starting one.
+        if g_norm <= *tolerance.get_or_insert(1e-5 * g_norm.max(1.0)) {
             break;
         }
         // Curvature weights C·σ(1 − σ) at the current point.
-        let d: Vec<f64> = rows
+        let d: Vec<f64> = z
             .iter()
-            .map(|row| {
-                let s = sigmoid(b + dot(row, &w));
+            .map(|&z| {
+                let s = sigmoid(z);
                 c * s * (1.0 - s)
             })
             .collect();
@@ -519,16 +520,16 @@ fn fit_logistic(
             rr = rr_new;
         }
         // Backtracking (Armijo) along s.
-        let f0 = objective(rows, y, c, &w, b);
         let slope = g.iter().zip(&s).map(|(g, s)| g * s).sum::<f64>() + gb * sb;
         let mut step = 1.0;
         let mut moved = false;
         for _ in 0..30 {
             let w_new: Vec<f64> = w.iter().zip(&s).map(|(w, s)| w + step * s).collect();
             let b_new = b + step * sb;
-            if objective(rows, y, c, &w_new, b_new) <= f0 + 1e-4 * step * slope {
-                w = w_new;
-                b = b_new;
+            let z_new = margins(rows, &w_new, b_new);
+            let f_new = objective(&z_new, y, c, &w_new);
+            if f_new <= f + 1e-4 * step * slope {
+                (w, b, z, f) = (w_new, b_new, z_new, f_new);
                 moved = true;
                 break;
             }
