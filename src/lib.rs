@@ -161,8 +161,13 @@ impl DataDir {
     }
 }
 
-/// `err` and its causes on one line, each cause once: a cause whose text an outer message
-/// already quotes is not repeated. What the binaries print for a failure.
+/// `text` with every run of white space (newlines too) folded into one space.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `err` and its causes on one line ([`one_line`]), each cause once: a cause whose text an
+/// outer message already quotes is not repeated. What the binaries print for a failure.
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
@@ -175,5 +180,5 @@ pub fn error_line(err: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    one_line(&line)
 }

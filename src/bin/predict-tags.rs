@@ -67,7 +67,10 @@ fn probability(text: &str) -> Result<f32, String> {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {}", one_line(&info.to_string()));
+        eprintln!(
+            "error: internal error: {}",
+            lamoda_tags::one_line(&info.to_string())
+        );
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -84,8 +87,7 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            let line = lamoda_tags::error_line(&err);
-            eprintln!("error: {}", one_line(&line));
+            eprintln!("error: {}", lamoda_tags::error_line(&err));
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,
@@ -100,10 +102,6 @@ fn clap_error_line(rendered: &str) -> String {
         .map(str::trim)
         .collect();
     message.join(" ")
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -1109,13 +1109,7 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
     };
     let lexical = if LexicalModel::exists_in(dir) {
         let lexical = LexicalModel::load(dir)?;
-        if lexical.tags
-            != model
-                .heads
-                .first()
-                .map(|h| h.tags().to_vec())
-                .unwrap_or_default()
-        {
+        if model.heads.first().map(|h| h.tags()) != Some(lexical.tags.as_slice()) {
             return Err(TrainError::Lexical {
                 path: dir.join(crate::lexical::LEXICAL_CONFIG_FILE),
                 reason: "its tags differ from the adapter head's".into(),
