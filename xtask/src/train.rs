@@ -202,7 +202,7 @@ fn retune(
     let base = lamoda_model::load_hf_dir(base_dir, &lamoda_model::default_device())?;
     for (category, pool, wanted, rows) in jobs {
         let dir = out.join(category.name());
-        let adapter = lamoda_trainer::load_trained(&dir, &base)
+        let adapter = lamoda_trainer::load_trained_encoder(&dir, &base)
             .with_context(|| format!("loading the `{category}` adapter"))?;
         // The encoder stays as trained; what follows it comes from the current config.
         let mut config = adapter.config.clone();

@@ -11,8 +11,18 @@
 //!
 //! Each tag's regression minimises `C · Σ log-loss + ½‖w‖²` (the intercept is not
 //! penalised) by Newton's method with conjugate-gradient steps, so the fit is exact and
-//! deterministic. Files: `lexical.json` (settings, tags, vocabulary) and
-//! `lexical.safetensors` (`idf` `[F]`, `weight` `[T, F]`, `bias` `[T]`).
+//! deterministic.
+//!
+//! A *second stage* (on by default) reads every tag's first-stage logit and gives each tag
+//! a second logistic regression over all of them, so a tag's probability also depends on
+//! which other tags the reviews suggest (labels come in typical combinations, and some
+//! exclude each other) and is recalibrated. It is fitted on out-of-fold logits of the
+//! training products (row `i` in fold `i mod folds`, each fold scored by a first stage
+//! fitted without it), so it learns from logits like those of unseen products.
+//!
+//! Files: `lexical.json` (settings, tags, vocabulary) and `lexical.safetensors` (`idf`
+//! `[F]`, `weight` `[T, F]`, `bias` `[T]`, and with the second stage `second_weight`
+//! `[T, T]`, `second_bias` `[T]`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,6 +47,12 @@ pub struct LexicalSettings {
     pub weight: f64,
     /// Newton iterations per tag at most (default 30).
     pub max_iterations: usize,
+    /// Fit the second stage over all tags' first-stage logits (default true).
+    pub second_stage: bool,
+    /// `C` of the second stage's regressions (default 0.3).
+    pub second_stage_c: f64,
+    /// Folds of the out-of-fold logits the second stage learns from (default 5).
+    pub folds: usize,
 }
 
 impl Default for LexicalSettings {
@@ -47,6 +63,9 @@ impl Default for LexicalSettings {
             c: 4.0,
             weight: 0.5,
             max_iterations: 30,
+            second_stage: true,
+            second_stage_c: 0.3,
+            folds: 5,
         }
     }
 }
@@ -76,6 +95,20 @@ impl LexicalSettings {
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(bad("lexical.c", self.c.to_string(), "must be positive"));
         }
+        if !(self.second_stage_c.is_finite() && self.second_stage_c > 0.0) {
+            return Err(bad(
+                "lexical.second_stage_c",
+                self.second_stage_c.to_string(),
+                "must be positive",
+            ));
+        }
+        if self.folds < 2 {
+            return Err(bad(
+                "lexical.folds",
+                self.folds.to_string(),
+                "must be at least 2",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.weight) {
             return Err(bad(
                 "lexical.weight",
@@ -91,7 +124,7 @@ impl LexicalSettings {
 pub const LEXICAL_CONFIG_FILE: &str = "lexical.json";
 /// `lexical.safetensors`: idf, weights and biases of a [`LexicalModel`].
 pub const LEXICAL_WEIGHTS_FILE: &str = "lexical.safetensors";
-const LEXICAL_FORMAT: &str = "lamoda-lexical/1";
+const LEXICAL_FORMAT: &str = "lamoda-lexical/2";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,12 +177,28 @@ pub struct LexicalModel {
     pub weights: Vec<Vec<f32>>,
     /// Intercept per tag.
     pub bias: Vec<f32>,
+    /// The second stage, when the settings ask for one.
+    pub second: Option<SecondStage>,
     index: HashMap<String, usize>,
 }
 
+/// The second stage: per tag, a logistic regression over all tags' first-stage logits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondStage {
+    /// Weights `[tag][first-stage tag]`.
+    pub weights: Vec<Vec<f32>>,
+    /// Intercept per tag.
+    pub bias: Vec<f32>,
+}
+
+/// First-stage logits are clipped to `±LOGIT_CLIP` (probabilities 1e-4 … 1 − 1e-4) before
+/// the second stage reads them.
+const LOGIT_CLIP: f64 = 9.21024;
+
 impl LexicalModel {
     /// Fit on training products (`docs[i]` its reviews, `targets[i]` its 0/1 tags in
-    /// `tags` order).
+    /// `tags` order): the first stage on all of them, then (when the settings ask) the
+    /// second stage on their out-of-fold first-stage logits.
     pub fn fit(
         settings: &LexicalSettings,
         tags: &[String],
@@ -157,13 +206,19 @@ impl LexicalModel {
         targets: &[Vec<f32>],
     ) -> Result<Self, TrainError> {
         settings.validate(Path::new("<lexical>"))?;
-        if docs.len() != targets.len() || docs.is_empty() {
+        let folds = settings.folds.min(docs.len());
+        if docs.len() != targets.len() || docs.is_empty() || (settings.second_stage && folds < 2) {
             return Err(TrainError::Lexical {
                 path: PathBuf::from("<training rows>"),
                 reason: format!(
-                    "cannot fit on {} products with {} target rows",
+                    "cannot fit on {} products with {} target rows{}",
                     docs.len(),
-                    targets.len()
+                    targets.len(),
+                    if settings.second_stage {
+                        " (the second stage needs at least 2 products)"
+                    } else {
+                        ""
+                    }
                 ),
             });
         }
@@ -171,13 +226,52 @@ impl LexicalModel {
             .iter()
             .map(|d| counts(d, settings.stem_chars))
             .collect();
+        let all: Vec<usize> = (0..bags.len()).collect();
+        let mut model = Self::fit_first_stage(settings, tags, &bags, targets, &all);
+        if settings.second_stage {
+            let mut logits = vec![Vec::new(); bags.len()];
+            for k in 0..folds {
+                let (held, kept): (Vec<usize>, Vec<usize>) =
+                    all.iter().partition(|&&i| i % folds == k);
+                let fold_model = Self::fit_first_stage(settings, tags, &bags, targets, &kept);
+                for i in held {
+                    logits[i] = fold_model.first_logits(&bags[i]);
+                }
+            }
+            let rows: Vec<SparseRow> = logits.iter().map(|z| second_stage_row(z)).collect();
+            let (mut weights, mut bias) = (Vec::new(), Vec::new());
+            for t in 0..tags.len() {
+                let y = column(targets, t, &all);
+                let (w, b) = fit_logistic(
+                    &rows,
+                    &y,
+                    tags.len(),
+                    settings.second_stage_c,
+                    settings.max_iterations,
+                );
+                weights.push(w.into_iter().map(|v| v as f32).collect());
+                bias.push(b as f32);
+            }
+            model.second = Some(SecondStage { weights, bias });
+        }
+        Ok(model)
+    }
+
+    /// The first stage fitted on the products `rows` of `bags` / `targets`.
+    fn fit_first_stage(
+        settings: &LexicalSettings,
+        tags: &[String],
+        bags: &[HashMap<String, u32>],
+        targets: &[Vec<f32>],
+        rows: &[usize],
+    ) -> Self {
         let mut df: BTreeMap<&str, usize> = BTreeMap::new();
-        for bag in &bags {
-            for stem in bag.keys() {
+        for &i in rows {
+            for stem in bags[i].keys() {
                 *df.entry(stem.as_str()).or_insert(0) += 1;
             }
         }
-        let n = docs.len() as f64;
+        let n = rows.len() as f64;
         let (vocabulary, idf): (Vec<String>, Vec<f32>) = df
             .into_iter()
             .filter(|&(_, d)| d >= settings.min_df)
@@ -200,22 +294,30 @@ impl LexicalModel {
             idf,
             weights: Vec::new(),
             bias: Vec::new(),
+            second: None,
             index,
         };
-        let rows: Vec<SparseRow> = bags.iter().map(|b| model.vectorise(b)).collect();
+        let x: Vec<SparseRow> = rows.iter().map(|&i| model.vectorise(&bags[i])).collect();
         let n_features = model.vocabulary.len();
         for t in 0..tags.len() {
-            let y: Vec<f64> = targets
-                .iter()
-                .map(|row| f64::from(row.get(t).copied().unwrap_or(0.0)))
-                .collect();
-            let (w, b) = fit_logistic(&rows, &y, n_features, settings.c, settings.max_iterations);
+            let y = column(targets, t, rows);
+            let (w, b) = fit_logistic(&x, &y, n_features, settings.c, settings.max_iterations);
             model
                 .weights
                 .push(w.into_iter().map(|v| v as f32).collect());
             model.bias.push(b as f32);
         }
-        Ok(model)
+        model
+    }
+
+    /// The first stage's logit per tag for a stem bag.
+    fn first_logits(&self, bag: &HashMap<String, u32>) -> Vec<f64> {
+        let row = self.vectorise(bag);
+        self.weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, &b)| affine(&row, w, b))
+            .collect()
     }
 
     /// The TF-IDF row of a stem bag (unknown stems dropped).
@@ -235,20 +337,24 @@ impl LexicalModel {
         row
     }
 
-    /// Probabilities `[product][tag]` for review stacks.
+    /// Probabilities `[product][tag]` for review stacks (through the second stage when
+    /// there is one).
     pub fn probabilities(&self, docs: &[&[String]]) -> Vec<Vec<f32>> {
         docs.iter()
             .map(|d| {
-                let row = self.vectorise(&counts(d, self.settings.stem_chars));
-                self.weights
-                    .iter()
-                    .zip(&self.bias)
-                    .map(|(w, &b)| {
-                        let z = f64::from(b)
-                            + row.iter().map(|&(i, v)| f64::from(w[i]) * v).sum::<f64>();
-                        sigmoid(z) as f32
-                    })
-                    .collect()
+                let z = self.first_logits(&counts(d, self.settings.stem_chars));
+                match &self.second {
+                    None => z.iter().map(|&z| sigmoid(z) as f32).collect(),
+                    Some(second) => {
+                        let row = second_stage_row(&z);
+                        second
+                            .weights
+                            .iter()
+                            .zip(&second.bias)
+                            .map(|(w, &b)| sigmoid(affine(&row, w, b)) as f32)
+                            .collect()
+                    }
+                }
             })
             .collect()
     }
@@ -288,13 +394,21 @@ impl LexicalModel {
         std::fs::write(&path, text).map_err(|source| TrainError::Io { path, source })?;
         let flat: Vec<f32> = self.weights.iter().flatten().copied().collect();
         let (t, f) = (self.tags.len(), self.vocabulary.len());
+        let mut tensors = vec![
+            ("idf", vec![f], self.idf.clone()),
+            ("weight", vec![t, f], flat),
+            ("bias", vec![t], self.bias.clone()),
+        ];
+        if let Some(second) = &self.second {
+            let flat: Vec<f32> = second.weights.iter().flatten().copied().collect();
+            tensors.push(("second_weight", vec![t, t], flat));
+            tensors.push(("second_bias", vec![t], second.bias.clone()));
+        }
         lamoda_model::hf::write_safetensors(
             &dir.join(LEXICAL_WEIGHTS_FILE),
-            [
-                ("idf", &[f][..], self.idf.as_slice()),
-                ("weight", &[t, f][..], flat.as_slice()),
-                ("bias", &[t][..], self.bias.as_slice()),
-            ],
+            tensors
+                .iter()
+                .map(|(name, shape, data)| (*name, shape.as_slice(), data.as_slice())),
             BTreeMap::from([("format".to_string(), LEXICAL_FORMAT.to_string())]),
         )?;
         Ok(())
@@ -323,7 +437,11 @@ impl LexicalModel {
         if file.format != LEXICAL_FORMAT {
             return Err(bad(
                 &path,
-                format!("format {:?}, expected {LEXICAL_FORMAT:?}", file.format),
+                format!(
+                    "format {:?}, expected {LEXICAL_FORMAT:?} (refit it with `cargo xtask train \
+                     --keep-encoder`)",
+                    file.format
+                ),
             ));
         }
         file.settings.validate(&path)?;
@@ -355,13 +473,23 @@ impl LexicalModel {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect())
         };
+        let rows_of = |flat: Vec<f32>, width: usize| -> Vec<Vec<f32>> {
+            if width == 0 {
+                vec![Vec::new(); t]
+            } else {
+                flat.chunks_exact(width).map(<[f32]>::to_vec).collect()
+            }
+        };
         let idf = read("idf", &[f])?;
-        let flat = read("weight", &[t, f])?;
+        let weights = rows_of(read("weight", &[t, f])?, f);
         let bias = read("bias", &[t])?;
-        let weights = if f == 0 {
-            vec![Vec::new(); t]
+        let second = if file.settings.second_stage {
+            Some(SecondStage {
+                weights: rows_of(read("second_weight", &[t, t])?, t),
+                bias: read("second_bias", &[t])?,
+            })
         } else {
-            flat.chunks_exact(f).map(<[f32]>::to_vec).collect()
+            None
         };
         let index = file
             .vocabulary
@@ -376,6 +504,7 @@ impl LexicalModel {
             idf,
             weights,
             bias,
+            second,
             index,
         })
     }
@@ -408,6 +537,27 @@ fn softplus(z: f64) -> f64 {
     } else {
         z.exp().ln_1p()
     }
+}
+
+/// `b + x·w` for a sparse row and `f32` weights.
+fn affine(row: &SparseRow, w: &[f32], b: f32) -> f64 {
+    f64::from(b) + row.iter().map(|&(i, v)| f64::from(w[i]) * v).sum::<f64>()
+}
+
+/// Tag `t`'s 0/1 targets of the products `rows`.
+fn column(targets: &[Vec<f32>], t: usize, rows: &[usize]) -> Vec<f64> {
+    rows.iter()
+        .map(|&i| f64::from(targets[i].get(t).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// The second stage's (dense) input: first-stage logits clipped to `±LOGIT_CLIP`.
+fn second_stage_row(logits: &[f64]) -> SparseRow {
+    logits
+        .iter()
+        .map(|z| z.clamp(-LOGIT_CLIP, LOGIT_CLIP))
+        .enumerate()
+        .collect()
 }
 
 /// Each row's margin `z = b + x·w`.
@@ -578,6 +728,7 @@ mod tests {
         let settings = LexicalSettings {
             min_df: 1,
             c: 4.0,
+            second_stage: false,
             ..LexicalSettings::default()
         };
         let tags = vec!["Вместительная".to_string(), "Легкая".to_string()];
@@ -597,6 +748,91 @@ mod tests {
         let p = model.probabilities(&probe);
         assert!(p[0][0] > 0.5 && p[0][1] < 0.5, "{p:?}");
         assert!(p[1][1] > 0.5 && p[1][0] < 0.5, "{p:?}");
+    }
+
+    #[test]
+    fn the_second_stage_is_optimal_on_out_of_fold_logits_and_round_trips() {
+        let words = ["легкая", "просторная", "маленькая", "прочная", "мягкая"];
+        // 30 products of two or three words; tag t is on a product that names word t
+        // (tag 2 never: "маленькая" is the opposite of "Вместительная").
+        let texts: Vec<Vec<String>> = (0..30)
+            .map(|i| {
+                let picked = [i % 5, (i * 3 + 1) % 5, (i * 7 + 2) % 5];
+                let n = 2 + i % 2;
+                vec![
+                    picked[..n]
+                        .iter()
+                        .map(|&w| words[w])
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ]
+            })
+            .collect();
+        let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
+        let targets: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| {
+                (0..3)
+                    .map(|k| {
+                        let named = t[0].contains(words[k]);
+                        // The label misses every fourth mention: noisy, as the real ones.
+                        f32::from(u8::from(named && t[0].len() % 4 != 0 && k != 2))
+                    })
+                    .collect()
+            })
+            .collect();
+        let tags: Vec<String> = ["Легкая", "Вместительная", "Маленькая"]
+            .map(String::from)
+            .to_vec();
+        let settings = LexicalSettings {
+            min_df: 1,
+            folds: 3,
+            ..LexicalSettings::default()
+        };
+        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
+        let second = model.second.as_ref().expect("second stage");
+        // The out-of-fold logits, rebuilt here: product i is scored by a first stage
+        // fitted on the other folds.
+        let bags: Vec<_> = stacks.iter().map(|d| counts(d, 5)).collect();
+        let rows: Vec<SparseRow> = (0..bags.len())
+            .map(|i| {
+                let kept: Vec<usize> = (0..bags.len()).filter(|j| j % 3 != i % 3).collect();
+                let fold = LexicalModel::fit_first_stage(&settings, &tags, &bags, &targets, &kept);
+                second_stage_row(&fold.first_logits(&bags[i]))
+            })
+            .collect();
+        // Tag 2 is never on: it keeps only its intercept (see `a_tag_never_seen_…`).
+        for t in 0..2 {
+            let y: Vec<f64> = targets.iter().map(|r| f64::from(r[t])).collect();
+            let w: Vec<f64> = second.weights[t].iter().map(|&v| f64::from(v)).collect();
+            let (g, gb) = gradient(&rows, &y, 0.3, &w, f64::from(second.bias[t]));
+            let g_norm = (g.iter().map(|v| v * v).sum::<f64>() + gb * gb).sqrt();
+            assert!(g_norm < 1e-3, "tag {t}: gradient norm {g_norm}");
+        }
+        // It changes the probabilities, and save → load keeps them exactly.
+        let p = model.probabilities(&stacks);
+        let first_only = LexicalModel {
+            second: None,
+            ..model.clone()
+        };
+        assert_ne!(first_only.probabilities(&stacks), p);
+        assert!(p[0][0] > p[2][0], "{p:?}");
+        assert!(p.iter().all(|row| row[2] < 1e-3), "{p:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        let loaded = LexicalModel::load(dir.path()).expect("load");
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.probabilities(&stacks), p);
+        // A branch written by the previous format asks to be refitted.
+        let config = dir.path().join(LEXICAL_CONFIG_FILE);
+        let text = std::fs::read_to_string(&config).expect("read");
+        std::fs::write(&config, text.replace(LEXICAL_FORMAT, "lamoda-lexical/1")).expect("write");
+        let err = LexicalModel::load(dir.path()).expect_err("old format");
+        assert!(err.to_string().contains("--keep-encoder"), "{err}");
+        // One product cannot be split into folds.
+        let err = LexicalModel::fit(&settings, &tags, &stacks[..1], &targets[..1])
+            .expect_err("one product");
+        assert!(err.to_string().contains("at least 2 products"), "{err}");
     }
 
     #[test]
@@ -634,6 +870,7 @@ mod tests {
             idf: vec![],
             weights: vec![],
             bias: vec![],
+            second: None,
             index: HashMap::new(),
         };
         let fused = model.fuse(&[vec![0.8, 0.0]], &[vec![0.4, 1.0]]);

@@ -10,11 +10,12 @@ pub mod train;
 pub mod train_config;
 
 pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_indices};
-pub use lexical::{LexicalModel, LexicalSettings};
+pub use lexical::{LexicalModel, LexicalSettings, SecondStage};
 pub use metrics::{Metrics, TagScore, evaluate, top_k};
 pub use prior::FrequencyPrior;
 pub use train::{
     BranchMetrics, FeatureCache, Finished, Progress, TrainError, TrainMetrics, TrainReport,
-    TrainedAdapter, finish_adapter, load_trained, predict_probabilities, train_category,
+    TrainedAdapter, finish_adapter, load_trained, load_trained_encoder, predict_probabilities,
+    train_category,
 };
 pub use train_config::{LoraSettings, Loss, Pooling, TrainConfig};

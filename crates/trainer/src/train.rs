@@ -1086,6 +1086,23 @@ impl TrainedAdapter {
 /// Load an adapter directory written by [`train_category`] onto `base` (refused if it was
 /// trained on another base); a missing `train_config.json` means defaults.
 pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, TrainError> {
+    let mut adapter = load_trained_encoder(dir, base)?;
+    if LexicalModel::exists_in(dir) {
+        let lexical = LexicalModel::load(dir)?;
+        if adapter.model.heads.first().map(|h| h.tags()) != Some(lexical.tags.as_slice()) {
+            return Err(TrainError::Lexical {
+                path: dir.join(crate::lexical::LEXICAL_CONFIG_FILE),
+                reason: "its tags differ from the adapter head's".into(),
+            });
+        }
+        adapter.lexical = Some(lexical);
+    }
+    Ok(adapter)
+}
+
+/// [`load_trained`] without the lexical branch (which is not read, so one written by an
+/// older format does not stop `cargo xtask train --keep-encoder` from refitting it).
+pub fn load_trained_encoder(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, TrainError> {
     let plain = base
         .encoder
         .embeddings
@@ -1107,24 +1124,12 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
     } else {
         None
     };
-    let lexical = if LexicalModel::exists_in(dir) {
-        let lexical = LexicalModel::load(dir)?;
-        if model.heads.first().map(|h| h.tags()) != Some(lexical.tags.as_slice()) {
-            return Err(TrainError::Lexical {
-                path: dir.join(crate::lexical::LEXICAL_CONFIG_FILE),
-                reason: "its tags differ from the adapter head's".into(),
-            });
-        }
-        Some(lexical)
-    } else {
-        None
-    };
     Ok(TrainedAdapter {
         model,
         config,
         thresholds,
         base: base.info.clone(),
-        lexical,
+        lexical: None,
     })
 }
 
