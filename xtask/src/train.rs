@@ -236,7 +236,7 @@ fn retune(
         );
         if let Some(b) = &finished.branches {
             line += &format!(
-                " (encoder {:.4}, lexical {:.4} over {} stems)",
+                " (encoder {:.4}, lexical {:.4} over {} features)",
                 b.encoder.micro_f1, b.lexical.micro_f1, b.vocabulary
             );
         }

@@ -213,6 +213,8 @@ pub fn train_tiny_adapter(
         seed,
         lexical: Some(LexicalSettings {
             min_df: 1,
+            char_ngrams: vec![3, 4],
+            char_min_df: 2,
             ..LexicalSettings::default()
         }),
         ..tiny_train_config()

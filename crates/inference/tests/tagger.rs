@@ -69,9 +69,10 @@ fn mixed_batch_matches_one_request_at_a_time() {
     );
     for category in tagger.categories() {
         let adapter = tagger.adapter(category).expect("adapter");
+        let lexical = adapter.lexical.as_ref().expect("lexical branch loaded");
         assert!(
-            adapter.lexical.is_some(),
-            "{category}: lexical branch loaded"
+            lexical.first.len() == 2 && lexical.second.is_some(),
+            "{category}: both views and the second stage loaded"
         );
     }
 

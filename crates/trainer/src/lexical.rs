@@ -1,28 +1,33 @@
-//! The lexical branch of an adapter: a bag of word stems → one logistic regression per
-//! tag, whose probabilities are averaged with the encoder's.
+//! The lexical branch of an adapter: bags of word stems and character n-grams → logistic
+//! regressions per tag, whose probabilities are averaged with the encoder's.
 //!
-//! Reviews are lower-cased (`ё` read as `е`), split into words (runs of letters and
-//! digits) and each word cut to its first `stem_chars` characters, a crude stemmer that
-//! folds most Russian inflections together (`удобные`, `удобная` → `удобн`). A product is
-//! the TF-IDF vector of the stems of **all** its reviews (sublinear term frequency,
-//! smoothed idf, L2-normalised), so it also reads what the encoder's caps (reviews per
-//! product, tokens per review) leave out. The vocabulary is the training products'
-//! stems found in at least `min_df` of them.
+//! Reviews are lower-cased (`ё` read as `е`) and split into words (runs of letters and
+//! digits). Two *views* count them:
+//! - **stems**: each word cut to its first `stem_chars` characters, a crude stemmer that
+//!   folds most Russian inflections together (`удобные`, `удобная` → `удобн`);
+//! - **character n-grams** (`char_ngrams = [min, max]`, off when empty): the n-grams of
+//!   each word padded with a space on both sides (` удобн`, `обны`, `ые `…), which also
+//!   match misspellings, compounds and endings the stems cut off.
 //!
-//! Each tag's regression minimises `C · Σ log-loss + ½‖w‖²` (the intercept is not
-//! penalised) by Newton's method with conjugate-gradient steps, so the fit is exact and
-//! deterministic.
+//! In each view a product is the TF-IDF vector of **all** its reviews (sublinear term
+//! frequency, smoothed idf, L2-normalised), so the branch also reads what the encoder's
+//! caps (reviews per product, tokens per review) leave out. A view's vocabulary is what at
+//! least `min_df` (`char_min_df`) training products use. Each view's *first stage* is one
+//! regression per tag minimising `C · Σ log-loss + ½‖w‖²` (the intercept is not
+//! penalised), solved by Newton's method with conjugate-gradient steps, so the fit is
+//! exact and deterministic.
 //!
-//! A *second stage* (on by default) reads every tag's first-stage logit and gives each tag
-//! a second logistic regression over all of them, so a tag's probability also depends on
-//! which other tags the reviews suggest (labels come in typical combinations, and some
-//! exclude each other) and is recalibrated. It is fitted on out-of-fold logits of the
-//! training products (row `i` in fold `i mod folds`, each fold scored by a first stage
-//! fitted without it), so it learns from logits like those of unseen products.
+//! A *second stage* (on by default, needed by the n-gram view) reads every tag's logit in
+//! every view and gives each tag a second regression over all of them, so a tag's
+//! probability also depends on which other tags the reviews suggest (labels come in
+//! typical combinations, and some exclude each other), the views are weighed per tag, and
+//! each tag is recalibrated. It is fitted on out-of-fold logits of the training products
+//! (row `i` in fold `i mod folds`, each fold scored by first stages fitted without it), so
+//! it learns from logits like those of unseen products.
 //!
-//! Files: `lexical.json` (settings, tags, vocabulary) and `lexical.safetensors` (`idf`
-//! `[F]`, `weight` `[T, F]`, `bias` `[T]`, and with the second stage `second_weight`
-//! `[T, T]`, `second_bias` `[T]`).
+//! Files: `lexical.json` (settings, tags, vocabularies) and `lexical.safetensors` (per view
+//! `idf` `[F]`, `weight` `[T, F]`, `bias` `[T]`, prefixed `char_` for the n-gram view;
+//! with the second stage `second_weight` `[T, V·T]` and `second_bias` `[T]` for V views).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,7 +45,14 @@ pub struct LexicalSettings {
     /// A stem enters the vocabulary when at least this many training products use it
     /// (default 2).
     pub min_df: usize,
-    /// Inverse strength of the L2 penalty, as in scikit-learn's `C` (default 4).
+    /// The character n-gram view's lengths, `[min, max]`; empty (the default) leaves the
+    /// view out. It needs the second stage.
+    pub char_ngrams: Vec<usize>,
+    /// An n-gram enters the vocabulary when at least this many training products use it
+    /// (default 3).
+    pub char_min_df: usize,
+    /// Inverse strength of the first stages' L2 penalty, as in scikit-learn's `C`
+    /// (default 4).
     pub c: f64,
     /// Share of the lexical probability in the adapter's probability:
     /// `p = (1 − weight) · p_encoder + weight · p_lexical` (default 0.5).
@@ -60,6 +72,8 @@ impl Default for LexicalSettings {
         Self {
             stem_chars: 5,
             min_df: 2,
+            char_ngrams: Vec::new(),
+            char_min_df: 3,
             c: 4.0,
             weight: 0.5,
             max_iterations: 30,
@@ -79,18 +93,34 @@ impl LexicalSettings {
             value,
             reason: reason.to_string(),
         };
-        if self.stem_chars == 0 {
-            return Err(bad("lexical.stem_chars", "0".into(), "must be at least 1"));
+        for (field, value) in [
+            ("lexical.stem_chars", self.stem_chars),
+            ("lexical.min_df", self.min_df),
+            ("lexical.char_min_df", self.char_min_df),
+            ("lexical.max_iterations", self.max_iterations),
+        ] {
+            if value == 0 {
+                return Err(bad(field, "0".into(), "must be at least 1"));
+            }
         }
-        if self.min_df == 0 {
-            return Err(bad("lexical.min_df", "0".into(), "must be at least 1"));
-        }
-        if self.max_iterations == 0 {
-            return Err(bad(
-                "lexical.max_iterations",
-                "0".into(),
-                "must be at least 1",
-            ));
+        match self.char_ngrams[..] {
+            [] => {}
+            [lo, hi] if (1..=hi).contains(&lo) && hi <= 8 => {
+                if !self.second_stage {
+                    return Err(bad(
+                        "lexical.char_ngrams",
+                        format!("{:?}", self.char_ngrams),
+                        "the n-gram view needs `second_stage = true`",
+                    ));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "lexical.char_ngrams",
+                    format!("{:?}", self.char_ngrams),
+                    "must be empty or [min, max] with 1 ≤ min ≤ max ≤ 8",
+                ));
+            }
         }
         if !(self.c.is_finite() && self.c > 0.0) {
             return Err(bad("lexical.c", self.c.to_string(), "must be positive"));
@@ -118,6 +148,23 @@ impl LexicalSettings {
         }
         Ok(())
     }
+
+    /// The views these settings ask for: stems, then n-grams when on.
+    fn views(&self) -> Vec<View> {
+        let mut views = vec![View::Stems(self.stem_chars)];
+        if let [lo, hi] = self.char_ngrams[..] {
+            views.push(View::CharNgrams(lo, hi));
+        }
+        views
+    }
+
+    /// The document frequency a feature of `view` needs.
+    fn min_df_of(&self, view: View) -> usize {
+        match view {
+            View::Stems(_) => self.min_df,
+            View::CharNgrams(..) => self.char_min_df,
+        }
+    }
 }
 
 /// `lexical.json`: everything of a [`LexicalModel`] but its numbers.
@@ -133,27 +180,74 @@ struct LexicalFile {
     settings: LexicalSettings,
     tags: Vec<String>,
     vocabulary: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    char_vocabulary: Vec<String>,
+}
+
+/// What a first stage counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum View {
+    /// Words cut to this many characters.
+    Stems(usize),
+    /// Character n-grams of space-padded words, of these lengths (inclusive).
+    CharNgrams(usize, usize),
+}
+
+impl View {
+    /// Its tensors' name prefix in `lexical.safetensors`.
+    fn prefix(self) -> &'static str {
+        match self {
+            View::Stems(_) => "",
+            View::CharNgrams(..) => "char_",
+        }
+    }
+}
+
+/// The words of `text`, lower-cased with `ё` read as `е`.
+fn words(text: &str) -> impl Iterator<Item = impl Iterator<Item = char> + '_> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.chars()
+                .flat_map(char::to_lowercase)
+                .map(|c| if c == 'ё' { 'е' } else { c })
+        })
 }
 
 /// The stems of `text`, in order (see the module doc).
 pub fn stems(text: &str, stem_chars: usize) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(move |w| {
-            w.chars()
-                .flat_map(char::to_lowercase)
-                .map(|c| if c == 'ё' { 'е' } else { c })
-                .take(stem_chars)
-                .collect()
-        })
+    words(text).map(move |w| w.take(stem_chars).collect())
 }
 
-/// Stem counts of a product's reviews.
-fn counts(reviews: &[String], stem_chars: usize) -> HashMap<String, u32> {
+/// The character n-grams of `text`'s words padded with a space on both sides, lengths
+/// `lo..=hi`, word by word. A padded word no longer than `n` is one n-gram, and longer
+/// lengths are not tried on it.
+pub fn char_ngrams(text: &str, lo: usize, hi: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in words(text) {
+        let padded: Vec<char> = std::iter::once(' ')
+            .chain(word)
+            .chain(std::iter::once(' '))
+            .collect();
+        for n in lo..=hi {
+            if padded.len() <= n {
+                out.push(padded.iter().collect());
+                break;
+            }
+            out.extend(padded.windows(n).map(|w| w.iter().collect::<String>()));
+        }
+    }
+    out
+}
+
+/// Feature counts of a product's reviews in one view.
+fn counts(reviews: &[String], view: View) -> HashMap<String, u32> {
     let mut out = HashMap::new();
+    let mut add = |s: String| *out.entry(s).or_insert(0) += 1;
     for review in reviews {
-        for s in stems(review, stem_chars) {
-            *out.entry(s).or_insert(0) += 1;
+        match view {
+            View::Stems(chars) => stems(review, chars).for_each(&mut add),
+            View::CharNgrams(lo, hi) => char_ngrams(review, lo, hi).into_iter().for_each(&mut add),
         }
     }
     out
@@ -162,14 +256,10 @@ fn counts(reviews: &[String], stem_chars: usize) -> HashMap<String, u32> {
 /// A sparse row: `(feature, value)` sorted by feature.
 type SparseRow = Vec<(usize, f64)>;
 
-/// A fitted lexical branch.
+/// One view's first stage: its vocabulary and idf, and one regression per tag.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LexicalModel {
-    /// Its settings (the fusion weight among them).
-    pub settings: LexicalSettings,
-    /// The tags, in pool order.
-    pub tags: Vec<String>,
-    /// The stems, sorted; feature `i` is `vocabulary[i]`.
+pub struct FirstStage {
+    /// The features, sorted; feature `i` is `vocabulary[i]`.
     pub vocabulary: Vec<String>,
     /// Inverse document frequency per feature.
     pub idf: Vec<f32>,
@@ -177,15 +267,115 @@ pub struct LexicalModel {
     pub weights: Vec<Vec<f32>>,
     /// Intercept per tag.
     pub bias: Vec<f32>,
-    /// The second stage, when the settings ask for one.
-    pub second: Option<SecondStage>,
     index: HashMap<String, usize>,
 }
 
-/// The second stage: per tag, a logistic regression over all tags' first-stage logits.
+impl FirstStage {
+    /// Fit on the products `rows` of `bags` (one view's counts) and `targets`.
+    fn fit(
+        bags: &[HashMap<String, u32>],
+        targets: &[Vec<f32>],
+        rows: &[usize],
+        n_tags: usize,
+        min_df: usize,
+        settings: &LexicalSettings,
+    ) -> Self {
+        let mut df: BTreeMap<&str, usize> = BTreeMap::new();
+        for &i in rows {
+            for feature in bags[i].keys() {
+                *df.entry(feature.as_str()).or_insert(0) += 1;
+            }
+        }
+        let n = rows.len() as f64;
+        let (vocabulary, idf): (Vec<String>, Vec<f32>) = df
+            .into_iter()
+            .filter(|&(_, d)| d >= min_df)
+            .map(|(s, d)| {
+                (
+                    s.to_string(),
+                    ((1.0 + n) / (1.0 + d as f64)).ln() as f32 + 1.0,
+                )
+            })
+            .unzip();
+        let mut stage = Self::new(vocabulary, idf, Vec::new(), Vec::new());
+        let x: Vec<SparseRow> = rows.iter().map(|&i| stage.vectorise(&bags[i])).collect();
+        for t in 0..n_tags {
+            let y = column(targets, t, rows);
+            let (w, b) = fit_logistic(
+                &x,
+                &y,
+                stage.vocabulary.len(),
+                settings.c,
+                settings.max_iterations,
+            );
+            stage
+                .weights
+                .push(w.into_iter().map(|v| v as f32).collect());
+            stage.bias.push(b as f32);
+        }
+        stage
+    }
+
+    fn new(vocabulary: Vec<String>, idf: Vec<f32>, weights: Vec<Vec<f32>>, bias: Vec<f32>) -> Self {
+        let index = vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        Self {
+            vocabulary,
+            idf,
+            weights,
+            bias,
+            index,
+        }
+    }
+
+    /// The TF-IDF row of a feature bag (unknown features dropped).
+    fn vectorise(&self, bag: &HashMap<String, u32>) -> SparseRow {
+        let mut row: SparseRow = bag
+            .iter()
+            .filter_map(|(s, &c)| {
+                let i = *self.index.get(s)?;
+                Some((i, (1.0 + f64::from(c).ln()) * f64::from(self.idf[i])))
+            })
+            .collect();
+        row.sort_unstable_by_key(|&(i, _)| i);
+        let norm = row.iter().map(|&(_, v)| v * v).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|(_, v)| *v /= norm);
+        }
+        row
+    }
+
+    /// The logit per tag for a feature bag.
+    fn logits(&self, bag: &HashMap<String, u32>) -> Vec<f64> {
+        let row = self.vectorise(bag);
+        self.weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, &b)| affine(&row, w, b))
+            .collect()
+    }
+}
+
+/// A fitted lexical branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalModel {
+    /// Its settings (the fusion weight among them).
+    pub settings: LexicalSettings,
+    /// The tags, in pool order.
+    pub tags: Vec<String>,
+    /// The first stage of each view: stems, then character n-grams when on.
+    pub first: Vec<FirstStage>,
+    /// The second stage, when the settings ask for one.
+    pub second: Option<SecondStage>,
+}
+
+/// The second stage: per tag, a logistic regression over every view's first-stage logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecondStage {
-    /// Weights `[tag][first-stage tag]`.
+    /// Weights `[tag][view · T + first-stage tag]`.
     pub weights: Vec<Vec<f32>>,
     /// Intercept per tag.
     pub bias: Vec<f32>,
@@ -197,8 +387,8 @@ const LOGIT_CLIP: f64 = 9.21024;
 
 impl LexicalModel {
     /// Fit on training products (`docs[i]` its reviews, `targets[i]` its 0/1 tags in
-    /// `tags` order): the first stage on all of them, then (when the settings ask) the
-    /// second stage on their out-of-fold first-stage logits.
+    /// `tags` order): each view's first stage on all of them, then (when the settings ask)
+    /// the second stage on their out-of-fold first-stage logits.
     pub fn fit(
         settings: &LexicalSettings,
         tags: &[String],
@@ -222,30 +412,56 @@ impl LexicalModel {
                 ),
             });
         }
-        let bags: Vec<HashMap<String, u32>> = docs
+        let views = settings.views();
+        let bags: Vec<Vec<HashMap<String, u32>>> = views
             .iter()
-            .map(|d| counts(d, settings.stem_chars))
+            .map(|&view| docs.iter().map(|d| counts(d, view)).collect())
             .collect();
-        let all: Vec<usize> = (0..bags.len()).collect();
-        let mut model = Self::fit_first_stage(settings, tags, &bags, targets, &all);
+        let fit_views = |rows: &[usize]| -> Vec<FirstStage> {
+            views
+                .iter()
+                .zip(&bags)
+                .map(|(&view, bags)| {
+                    FirstStage::fit(
+                        bags,
+                        targets,
+                        rows,
+                        tags.len(),
+                        settings.min_df_of(view),
+                        settings,
+                    )
+                })
+                .collect()
+        };
+        let all: Vec<usize> = (0..docs.len()).collect();
+        let mut model = Self {
+            settings: settings.clone(),
+            tags: tags.to_vec(),
+            first: fit_views(&all),
+            second: None,
+        };
         if settings.second_stage {
-            let mut logits = vec![Vec::new(); bags.len()];
+            let mut rows = vec![SparseRow::new(); docs.len()];
             for k in 0..folds {
                 let (held, kept): (Vec<usize>, Vec<usize>) =
                     all.iter().partition(|&&i| i % folds == k);
-                let fold_model = Self::fit_first_stage(settings, tags, &bags, targets, &kept);
+                let stages = fit_views(&kept);
                 for i in held {
-                    logits[i] = fold_model.first_logits(&bags[i]);
+                    let logits: Vec<Vec<f64>> = stages
+                        .iter()
+                        .zip(&bags)
+                        .map(|(stage, bags)| stage.logits(&bags[i]))
+                        .collect();
+                    rows[i] = second_stage_row(&logits);
                 }
             }
-            let rows: Vec<SparseRow> = logits.iter().map(|z| second_stage_row(z)).collect();
             let (mut weights, mut bias) = (Vec::new(), Vec::new());
             for t in 0..tags.len() {
                 let y = column(targets, t, &all);
                 let (w, b) = fit_logistic(
                     &rows,
                     &y,
-                    tags.len(),
+                    views.len() * tags.len(),
                     settings.second_stage_c,
                     settings.max_iterations,
                 );
@@ -257,96 +473,27 @@ impl LexicalModel {
         Ok(model)
     }
 
-    /// The first stage fitted on the products `rows` of `bags` / `targets`.
-    fn fit_first_stage(
-        settings: &LexicalSettings,
-        tags: &[String],
-        bags: &[HashMap<String, u32>],
-        targets: &[Vec<f32>],
-        rows: &[usize],
-    ) -> Self {
-        let mut df: BTreeMap<&str, usize> = BTreeMap::new();
-        for &i in rows {
-            for stem in bags[i].keys() {
-                *df.entry(stem.as_str()).or_insert(0) += 1;
-            }
-        }
-        let n = rows.len() as f64;
-        let (vocabulary, idf): (Vec<String>, Vec<f32>) = df
-            .into_iter()
-            .filter(|&(_, d)| d >= settings.min_df)
-            .map(|(s, d)| {
-                (
-                    s.to_string(),
-                    ((1.0 + n) / (1.0 + d as f64)).ln() as f32 + 1.0,
-                )
-            })
-            .unzip();
-        let index: HashMap<String, usize> = vocabulary
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i))
-            .collect();
-        let mut model = Self {
-            settings: settings.clone(),
-            tags: tags.to_vec(),
-            vocabulary,
-            idf,
-            weights: Vec::new(),
-            bias: Vec::new(),
-            second: None,
-            index,
-        };
-        let x: Vec<SparseRow> = rows.iter().map(|&i| model.vectorise(&bags[i])).collect();
-        let n_features = model.vocabulary.len();
-        for t in 0..tags.len() {
-            let y = column(targets, t, rows);
-            let (w, b) = fit_logistic(&x, &y, n_features, settings.c, settings.max_iterations);
-            model
-                .weights
-                .push(w.into_iter().map(|v| v as f32).collect());
-            model.bias.push(b as f32);
-        }
-        model
-    }
-
-    /// The first stage's logit per tag for a stem bag.
-    fn first_logits(&self, bag: &HashMap<String, u32>) -> Vec<f64> {
-        let row = self.vectorise(bag);
-        self.weights
-            .iter()
-            .zip(&self.bias)
-            .map(|(w, &b)| affine(&row, w, b))
-            .collect()
-    }
-
-    /// The TF-IDF row of a stem bag (unknown stems dropped).
-    fn vectorise(&self, bag: &HashMap<String, u32>) -> SparseRow {
-        let mut row: SparseRow = bag
-            .iter()
-            .filter_map(|(s, &c)| {
-                let i = *self.index.get(s)?;
-                Some((i, (1.0 + f64::from(c).ln()) * f64::from(self.idf[i])))
-            })
-            .collect();
-        row.sort_unstable_by_key(|&(i, _)| i);
-        let norm = row.iter().map(|&(_, v)| v * v).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            row.iter_mut().for_each(|(_, v)| *v /= norm);
-        }
-        row
+    /// Features in all views' vocabularies.
+    pub fn n_features(&self) -> usize {
+        self.first.iter().map(|s| s.vocabulary.len()).sum()
     }
 
     /// Probabilities `[product][tag]` for review stacks (through the second stage when
     /// there is one).
     pub fn probabilities(&self, docs: &[&[String]]) -> Vec<Vec<f32>> {
+        let views = self.settings.views();
         docs.iter()
             .map(|d| {
-                let z = self.first_logits(&counts(d, self.settings.stem_chars));
+                let logits: Vec<Vec<f64>> = self
+                    .first
+                    .iter()
+                    .zip(&views)
+                    .map(|(stage, &view)| stage.logits(&counts(d, view)))
+                    .collect();
                 match &self.second {
-                    None => z.iter().map(|&z| sigmoid(z) as f32).collect(),
+                    None => logits[0].iter().map(|&z| sigmoid(z) as f32).collect(),
                     Some(second) => {
-                        let row = second_stage_row(&z);
+                        let row = second_stage_row(&logits);
                         second
                             .weights
                             .iter()
@@ -384,7 +531,12 @@ impl LexicalModel {
             format: LEXICAL_FORMAT.into(),
             settings: self.settings.clone(),
             tags: self.tags.clone(),
-            vocabulary: self.vocabulary.clone(),
+            vocabulary: self.first[0].vocabulary.clone(),
+            char_vocabulary: self
+                .first
+                .get(1)
+                .map(|s| s.vocabulary.clone())
+                .unwrap_or_default(),
         };
         let path = dir.join(LEXICAL_CONFIG_FILE);
         let text = serde_json::to_string_pretty(&file).map_err(|source| TrainError::Json {
@@ -392,23 +544,26 @@ impl LexicalModel {
             source,
         })?;
         std::fs::write(&path, text).map_err(|source| TrainError::Io { path, source })?;
-        let flat: Vec<f32> = self.weights.iter().flatten().copied().collect();
-        let (t, f) = (self.tags.len(), self.vocabulary.len());
-        let mut tensors = vec![
-            ("idf", vec![f], self.idf.clone()),
-            ("weight", vec![t, f], flat),
-            ("bias", vec![t], self.bias.clone()),
-        ];
+        let t = self.tags.len();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (stage, view) in self.first.iter().zip(self.settings.views()) {
+            let (f, prefix) = (stage.vocabulary.len(), view.prefix());
+            let flat = stage.weights.iter().flatten().copied().collect();
+            tensors.push((format!("{prefix}idf"), vec![f], stage.idf.clone()));
+            tensors.push((format!("{prefix}weight"), vec![t, f], flat));
+            tensors.push((format!("{prefix}bias"), vec![t], stage.bias.clone()));
+        }
         if let Some(second) = &self.second {
-            let flat: Vec<f32> = second.weights.iter().flatten().copied().collect();
-            tensors.push(("second_weight", vec![t, t], flat));
-            tensors.push(("second_bias", vec![t], second.bias.clone()));
+            let flat = second.weights.iter().flatten().copied().collect();
+            let width = self.first.len() * t;
+            tensors.push(("second_weight".into(), vec![t, width], flat));
+            tensors.push(("second_bias".into(), vec![t], second.bias.clone()));
         }
         lamoda_model::hf::write_safetensors(
             &dir.join(LEXICAL_WEIGHTS_FILE),
             tensors
                 .iter()
-                .map(|(name, shape, data)| (*name, shape.as_slice(), data.as_slice())),
+                .map(|(name, shape, data)| (name.as_str(), shape.as_slice(), data.as_slice())),
             BTreeMap::from([("format".to_string(), LEXICAL_FORMAT.to_string())]),
         )?;
         Ok(())
@@ -452,7 +607,7 @@ impl LexicalModel {
         })?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(&weights_path, e.to_string()))?;
-        let (t, f) = (file.tags.len(), file.vocabulary.len());
+        let t = file.tags.len();
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, TrainError> {
             let view = st
                 .tensor(name)
@@ -480,32 +635,37 @@ impl LexicalModel {
                 flat.chunks_exact(width).map(<[f32]>::to_vec).collect()
             }
         };
-        let idf = read("idf", &[f])?;
-        let weights = rows_of(read("weight", &[t, f])?, f);
-        let bias = read("bias", &[t])?;
+        let views = file.settings.views();
+        if views.len() == 1 && !file.char_vocabulary.is_empty() {
+            return Err(bad(
+                &path,
+                "a character n-gram vocabulary, but `char_ngrams` is empty".into(),
+            ));
+        }
+        let mut vocabularies = [file.vocabulary, file.char_vocabulary].into_iter();
+        let mut first = Vec::new();
+        for view in &views {
+            let vocabulary = vocabularies.next().unwrap_or_default();
+            let (f, prefix) = (vocabulary.len(), view.prefix());
+            let idf = read(&format!("{prefix}idf"), &[f])?;
+            let weights = rows_of(read(&format!("{prefix}weight"), &[t, f])?, f);
+            let bias = read(&format!("{prefix}bias"), &[t])?;
+            first.push(FirstStage::new(vocabulary, idf, weights, bias));
+        }
         let second = if file.settings.second_stage {
+            let width = views.len() * t;
             Some(SecondStage {
-                weights: rows_of(read("second_weight", &[t, t])?, t),
+                weights: rows_of(read("second_weight", &[t, width])?, width),
                 bias: read("second_bias", &[t])?,
             })
         } else {
             None
         };
-        let index = file
-            .vocabulary
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i))
-            .collect();
         Ok(Self {
             settings: file.settings,
             tags: file.tags,
-            vocabulary: file.vocabulary,
-            idf,
-            weights,
-            bias,
+            first,
             second,
-            index,
         })
     }
 
@@ -551,10 +711,12 @@ fn column(targets: &[Vec<f32>], t: usize, rows: &[usize]) -> Vec<f64> {
         .collect()
 }
 
-/// The second stage's (dense) input: first-stage logits clipped to `±LOGIT_CLIP`.
-fn second_stage_row(logits: &[f64]) -> SparseRow {
+/// The second stage's (dense) input: every view's first-stage logits, view after view,
+/// clipped to `±LOGIT_CLIP`.
+fn second_stage_row(logits: &[Vec<f64>]) -> SparseRow {
     logits
         .iter()
+        .flatten()
         .map(|z| z.clamp(-LOGIT_CLIP, LOGIT_CLIP))
         .enumerate()
         .collect()
@@ -707,6 +869,44 @@ mod tests {
     }
 
     #[test]
+    fn char_ngrams_pad_words_and_stop_at_short_ones() {
+        // " еж " has 4 characters: its 3-grams, then itself once as the 4-gram.
+        assert_eq!(
+            char_ngrams("Ёж, бег", 3, 4),
+            [" еж", "еж ", " еж ", " бе", "бег", "ег ", " бег", "бег "]
+        );
+        // A padded word shorter than the smallest length is one n-gram.
+        assert_eq!(char_ngrams("я", 4, 5), [" я "]);
+    }
+
+    #[test]
+    fn char_ngram_settings_are_checked() {
+        let path = Path::new("configs/bags.toml");
+        let check = |char_ngrams: Vec<usize>, second_stage: bool| {
+            LexicalSettings {
+                char_ngrams,
+                second_stage,
+                ..LexicalSettings::default()
+            }
+            .validate(path)
+        };
+        assert!(check(vec![3, 4], true).is_ok());
+        assert!(check(vec![], false).is_ok());
+        assert_eq!(
+            check(vec![4, 3], true).expect_err("4 > 3").to_string(),
+            "configs/bags.toml: `lexical.char_ngrams` = [4, 3]: must be empty or [min, max] \
+             with 1 ≤ min ≤ max ≤ 8"
+        );
+        assert!(check(vec![3], true).is_err());
+        assert!(
+            check(vec![3, 4], false)
+                .expect_err("needs the second stage")
+                .to_string()
+                .contains("needs `second_stage = true`")
+        );
+    }
+
+    #[test]
     fn fit_reaches_the_optimum_and_separates_the_words() {
         let texts = docs(&[
             "просторная сумка",
@@ -734,12 +934,13 @@ mod tests {
         let tags = vec!["Вместительная".to_string(), "Легкая".to_string()];
         let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
         // First-order optimality of every tag's objective.
-        let bags: Vec<_> = stacks.iter().map(|d| counts(d, 5)).collect();
-        let rows: Vec<SparseRow> = bags.iter().map(|b| model.vectorise(b)).collect();
+        let bags: Vec<_> = stacks.iter().map(|d| counts(d, View::Stems(5))).collect();
+        let stage = &model.first[0];
+        let rows: Vec<SparseRow> = bags.iter().map(|b| stage.vectorise(b)).collect();
         for t in 0..tags.len() {
             let y: Vec<f64> = targets.iter().map(|r| f64::from(r[t])).collect();
-            let w: Vec<f64> = model.weights[t].iter().map(|&v| f64::from(v)).collect();
-            let (g, gb) = gradient(&rows, &y, 4.0, &w, f64::from(model.bias[t]));
+            let w: Vec<f64> = stage.weights[t].iter().map(|&v| f64::from(v)).collect();
+            let (g, gb) = gradient(&rows, &y, 4.0, &w, f64::from(stage.bias[t]));
             let g_norm = (g.iter().map(|v| v * v).sum::<f64>() + gb * gb).sqrt();
             assert!(g_norm < 1e-3, "tag {t}: gradient norm {g_norm}");
         }
@@ -786,6 +987,8 @@ mod tests {
             .to_vec();
         let settings = LexicalSettings {
             min_df: 1,
+            char_ngrams: vec![3, 4],
+            char_min_df: 2,
             folds: 3,
             ..LexicalSettings::default()
         };
@@ -793,14 +996,27 @@ mod tests {
         let second = model.second.as_ref().expect("second stage");
         // The out-of-fold logits, rebuilt here: product i is scored by a first stage
         // fitted on the other folds.
-        let bags: Vec<_> = stacks.iter().map(|d| counts(d, 5)).collect();
-        let rows: Vec<SparseRow> = (0..bags.len())
+        let views = [View::Stems(5), View::CharNgrams(3, 4)];
+        let bags: Vec<Vec<_>> = views
+            .iter()
+            .map(|&v| stacks.iter().map(|d| counts(d, v)).collect())
+            .collect();
+        let rows: Vec<SparseRow> = (0..stacks.len())
             .map(|i| {
-                let kept: Vec<usize> = (0..bags.len()).filter(|j| j % 3 != i % 3).collect();
-                let fold = LexicalModel::fit_first_stage(&settings, &tags, &bags, &targets, &kept);
-                second_stage_row(&fold.first_logits(&bags[i]))
+                let kept: Vec<usize> = (0..stacks.len()).filter(|j| j % 3 != i % 3).collect();
+                let logits: Vec<Vec<f64>> = views
+                    .iter()
+                    .zip(&bags)
+                    .map(|(&v, bags)| {
+                        let min_df = settings.min_df_of(v);
+                        FirstStage::fit(bags, &targets, &kept, 3, min_df, &settings)
+                            .logits(&bags[i])
+                    })
+                    .collect();
+                second_stage_row(&logits)
             })
             .collect();
+        assert_eq!(rows[0].len(), 6, "two views of three tags");
         // Tag 2 is never on: it keeps only its intercept (see `a_tag_never_seen_…`).
         for t in 0..2 {
             let y: Vec<f64> = targets.iter().map(|r| f64::from(r[t])).collect();
@@ -866,12 +1082,8 @@ mod tests {
                 ..LexicalSettings::default()
             },
             tags: vec![],
-            vocabulary: vec![],
-            idf: vec![],
-            weights: vec![],
-            bias: vec![],
+            first: vec![],
             second: None,
-            index: HashMap::new(),
         };
         let fused = model.fuse(&[vec![0.8, 0.0]], &[vec![0.4, 1.0]]);
         assert!((fused[0][0] - 0.7).abs() < 1e-6 && (fused[0][1] - 0.25).abs() < 1e-6);

@@ -556,7 +556,7 @@ pub struct BranchMetrics {
     pub encoder: Metrics,
     /// The lexical branch alone.
     pub lexical: Metrics,
-    /// Stems in the lexical branch's vocabulary.
+    /// Features (stems and character n-grams) in the lexical branch's vocabularies.
     pub vocabulary: usize,
     /// Seconds spent fitting the lexical branch.
     pub lexical_seconds: f64,
@@ -620,7 +620,7 @@ pub fn finish_adapter(
             let branches = BranchMetrics {
                 encoder: evaluate_probabilities(encoder_dev, pool, dev_rows, &decoding, REPORT_K),
                 lexical: evaluate_probabilities(&lexical_dev, pool, dev_rows, &decoding, REPORT_K),
-                vocabulary: model.vocabulary.len(),
+                vocabulary: model.n_features(),
                 lexical_seconds,
             };
             model.save(dir)?;
