@@ -10,7 +10,7 @@ pub mod train;
 pub mod train_config;
 
 pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_indices};
-pub use lexical::{LexicalModel, LexicalSettings, SecondStage};
+pub use lexical::{FirstStage, LexicalModel, LexicalSettings, SecondStage};
 pub use metrics::{Metrics, TagScore, evaluate, top_k};
 pub use prior::FrequencyPrior;
 pub use train::{
