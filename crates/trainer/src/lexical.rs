@@ -299,20 +299,15 @@ impl FirstStage {
             .unzip();
         let mut stage = Self::new(vocabulary, idf, Vec::new(), Vec::new());
         let x: Vec<SparseRow> = rows.iter().map(|&i| stage.vectorise(&bags[i])).collect();
-        for t in 0..n_tags {
-            let y = column(targets, t, rows);
-            let (w, b) = fit_logistic(
-                &x,
-                &y,
-                stage.vocabulary.len(),
-                settings.c,
-                settings.max_iterations,
-            );
-            stage
-                .weights
-                .push(w.into_iter().map(|v| v as f32).collect());
-            stage.bias.push(b as f32);
-        }
+        (stage.weights, stage.bias) = fit_tags(
+            &x,
+            targets,
+            rows,
+            n_tags,
+            stage.vocabulary.len(),
+            settings.c,
+            settings.max_iterations,
+        );
         stage
     }
 
@@ -455,19 +450,15 @@ impl LexicalModel {
                     rows[i] = second_stage_row(&logits);
                 }
             }
-            let (mut weights, mut bias) = (Vec::new(), Vec::new());
-            for t in 0..tags.len() {
-                let y = column(targets, t, &all);
-                let (w, b) = fit_logistic(
-                    &rows,
-                    &y,
-                    views.len() * tags.len(),
-                    settings.second_stage_c,
-                    settings.max_iterations,
-                );
-                weights.push(w.into_iter().map(|v| v as f32).collect());
-                bias.push(b as f32);
-            }
+            let (weights, bias) = fit_tags(
+                &rows,
+                targets,
+                &all,
+                tags.len(),
+                views.len() * tags.len(),
+                settings.second_stage_c,
+                settings.max_iterations,
+            );
             model.second = Some(SecondStage { weights, bias });
         }
         Ok(model)
@@ -702,6 +693,26 @@ fn softplus(z: f64) -> f64 {
 /// `b + x·w` for a sparse row and `f32` weights.
 fn affine(row: &SparseRow, w: &[f32], b: f32) -> f64 {
     f64::from(b) + row.iter().map(|&(i, v)| f64::from(w[i]) * v).sum::<f64>()
+}
+
+/// One regression per tag on `x` (the rows of the products `rows`, in that order), as
+/// `f32` weights `[tag][feature]` and intercepts.
+fn fit_tags(
+    x: &[SparseRow],
+    targets: &[Vec<f32>],
+    rows: &[usize],
+    n_tags: usize,
+    n_features: usize,
+    c: f64,
+    max_iterations: usize,
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    (0..n_tags)
+        .map(|t| {
+            let y = column(targets, t, rows);
+            let (w, b) = fit_logistic(x, &y, n_features, c, max_iterations);
+            (w.into_iter().map(|v| v as f32).collect(), b as f32)
+        })
+        .unzip()
 }
 
 /// Tag `t`'s 0/1 targets of the products `rows`.
