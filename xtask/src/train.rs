@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, UnknownTagPolicy};
+use lamoda_model::burn::module::Module;
 use lamoda_trainer::{Progress, TrainConfig, train_category};
 
 use crate::common::{DataRootArgs, project};
@@ -43,7 +44,9 @@ pub struct TrainArgs {
     /// follows their training, as the config now asks: fit the lexical branch
     /// (`[lexical]`) and choose the thresholds (`tune_thresholds`,
     /// `tune_global_threshold`) on their split; updates `lexical.*`, `thresholds.json`,
-    /// `train_config.json` and `metrics.json`. Minutes instead of an hour.
+    /// `train_config.json` and `metrics.json`. Minutes instead of an hour without the
+    /// frozen view; with it, a pass of the whole base over every product (about as long
+    /// as the cache of a full training run).
     #[arg(long, alias = "thresholds-only", conflicts_with_all = ["resume", "epochs"])]
     keep_encoder: bool,
     /// Categories trained at the same time (each with its own copy of the base). Burn's
@@ -86,9 +89,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("training data of `{category}`"))?;
         jobs.push((category, pool, config, rows));
     }
-    if args.keep_encoder {
-        return retune(&base_dir, &out, &split, jobs);
-    }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
@@ -98,79 +98,60 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     });
     let t0 = Instant::now();
     let n_jobs = args.jobs.min(jobs.len()).max(1);
-    let queue = std::sync::Mutex::new(jobs.into_iter());
     let progress = match (args.quiet, n_jobs) {
         (true, _) => Progress::Quiet,
         (false, 1) => Progress::Bars,
         (false, _) => Progress::Lines,
     };
-    let results: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..n_jobs)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<String>> {
-                    let device = lamoda_model::default_device();
-                    let base = lamoda_model::load_hf_dir(&base_dir, &device)?;
-                    let mut lines = Vec::new();
-                    loop {
-                        let next = queue.lock().map_err(|_| anyhow::anyhow!("a training job failed"))?.next();
-                        let Some((category, pool, config, rows)) = next else {
-                            break;
-                        };
-                        let started = Instant::now();
-                        eprintln!("training `{category}` ({} products)", rows.rows.len());
-                        let report = match train_category(
-                            &base,
-                            &pool,
-                            &rows.rows,
-                            &split,
-                            &config,
-                            &out,
-                            progress,
-                            args.resume,
-                        ) {
-                            Ok(report) => report,
-                            Err(e) => {
-                                // Let the other jobs stop after their current category.
-                                if let Ok(mut rest) = queue.lock() {
-                                    rest.by_ref().for_each(drop);
-                                }
-                                return Err(e).with_context(|| format!("training `{category}`"));
-                            }
-                        };
-                        let m = &report.metrics;
-                        // The figure of the saved decoding: tuned thresholds when asked for.
-                        let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
-                        let line = format!(
-                            "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
-                            shipped.micro_f1,
-                            m.prior.micro_f1,
-                            shipped.micro_f1 - m.prior.micro_f1,
-                            m.dev.micro_f1,
-                            m.epoch,
-                            m.n_train,
-                            m.n_dev,
-                            started.elapsed().as_secs_f64(),
-                            report.dir.display()
-                        );
-                        eprintln!("{line}");
-                        lines.push(line);
-                    }
-                    Ok(lines)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training job panicked")))
-            })
-            .collect()
-    });
-    let mut lines = Vec::new();
-    for r in results {
-        lines.extend(r?);
-    }
+    let mut lines = if args.keep_encoder {
+        in_parallel(
+            &base_dir,
+            jobs,
+            n_jobs,
+            |base, (category, pool, config, rows)| {
+                retune(
+                    base, &out, &split, category, &pool, &config, &rows, progress,
+                )
+                .with_context(|| format!("refitting `{category}`"))
+            },
+        )?
+    } else {
+        in_parallel(
+            &base_dir,
+            jobs,
+            n_jobs,
+            |base, (category, pool, config, rows)| {
+                let started = Instant::now();
+                eprintln!("training `{category}` ({} products)", rows.rows.len());
+                let report = train_category(
+                    base,
+                    &pool,
+                    &rows.rows,
+                    &split,
+                    &config,
+                    &out,
+                    progress,
+                    args.resume,
+                )
+                .with_context(|| format!("training `{category}`"))?;
+                let m = &report.metrics;
+                // The figure of the saved decoding: tuned thresholds when asked for.
+                let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
+                Ok(format!(
+                    "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
+                    shipped.micro_f1,
+                    m.prior.micro_f1,
+                    shipped.micro_f1 - m.prior.micro_f1,
+                    m.dev.micro_f1,
+                    m.epoch,
+                    m.n_train,
+                    m.n_dev,
+                    started.elapsed().as_secs_f64(),
+                    report.dir.display()
+                ))
+            },
+        )?
+    };
     lines.sort();
     for line in &lines {
         println!("{line}");
@@ -185,70 +166,154 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--keep-encoder`: refit the lexical branch and re-choose the thresholds of trained
-/// adapters without training their encoders.
-fn retune(
+/// Run `work` on every job, `n_jobs` at a time, each worker with its own copy of the base
+/// loaded from `base_dir`; one summary line per job. After a failure the other workers
+/// stop once their current job is done.
+fn in_parallel<J: Send>(
     base_dir: &std::path::Path,
+    jobs: Vec<J>,
+    n_jobs: usize,
+    work: impl Fn(&lamoda_model::LoadedBase, J) -> anyhow::Result<String> + Sync,
+) -> anyhow::Result<Vec<String>> {
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let results: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n_jobs)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<String>> {
+                    let device = lamoda_model::default_device();
+                    let base = lamoda_model::load_hf_dir(base_dir, &device)?;
+                    let mut lines = Vec::new();
+                    loop {
+                        let next = queue
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("a job failed"))?
+                            .next();
+                        let Some(job) = next else {
+                            break;
+                        };
+                        match work(&base, job) {
+                            Ok(line) => {
+                                eprintln!("{line}");
+                                lines.push(line);
+                            }
+                            Err(e) => {
+                                if let Ok(mut rest) = queue.lock() {
+                                    rest.by_ref().for_each(drop);
+                                }
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(lines)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a job panicked")))
+            })
+            .collect()
+    });
+    let mut lines = Vec::new();
+    for r in results {
+        lines.extend(r?);
+    }
+    Ok(lines)
+}
+
+/// `--keep-encoder`: refit the lexical branch and re-choose the thresholds of a trained
+/// adapter without training its encoder; the summary line.
+#[allow(clippy::too_many_arguments)]
+fn retune(
+    base: &lamoda_model::LoadedBase,
     out: &std::path::Path,
     split: &lamoda_data::SplitConfig,
-    jobs: Vec<(
-        Category,
-        lamoda_data::EtalonPool,
-        TrainConfig,
-        lamoda_data::LabeledSet,
-    )>,
-) -> anyhow::Result<()> {
+    category: Category,
+    pool: &lamoda_data::EtalonPool,
+    wanted: &TrainConfig,
+    rows: &lamoda_data::LabeledSet,
+    progress: Progress,
+) -> anyhow::Result<String> {
     use lamoda_trainer::train::{METRICS_FILE, TRAIN_CONFIG_FILE};
-    let base = lamoda_model::load_hf_dir(base_dir, &lamoda_model::default_device())?;
-    for (category, pool, wanted, rows) in jobs {
-        let dir = out.join(category.name());
-        let adapter = lamoda_trainer::load_trained_encoder(&dir, &base)
-            .with_context(|| format!("loading the `{category}` adapter"))?;
-        // The encoder stays as trained; what follows it comes from the current config.
-        let mut config = adapter.config.clone();
-        config.tune_thresholds = wanted.tune_thresholds;
-        config.tune_global_threshold = wanted.tune_global_threshold;
-        config.lexical = wanted.lexical.clone();
-        let s = lamoda_data::train_dev_split(&rows.rows, split);
-        let train: Vec<&lamoda_data::ReviewStack> =
-            s.train.iter().map(|&i| &rows.rows[i]).collect();
-        let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
-        let stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
-        let encoder_dev = adapter.encoder_probabilities(&base.tokenizer, &stacks)?;
-        let finished =
-            lamoda_trainer::finish_adapter(&dir, &pool, &train, &dev, &encoder_dev, &config)?;
-        let metrics_path = dir.join(METRICS_FILE);
-        let text = std::fs::read_to_string(&metrics_path)
-            .with_context(|| format!("reading {}", metrics_path.display()))?;
-        let mut metrics: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", metrics_path.display()))?;
-        metrics["dev"] = serde_json::to_value(&finished.dev)?;
-        metrics["tuned"] = serde_json::to_value(&finished.tuned)?;
-        metrics["branches"] = serde_json::to_value(&finished.branches)?;
-        std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)
-            .with_context(|| format!("writing {}", metrics_path.display()))?;
-        let config_path = dir.join(TRAIN_CONFIG_FILE);
-        std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
-            .with_context(|| format!("writing {}", config_path.display()))?;
-        let mut line = format!(
-            "{category:<8} dev micro-F1 {:.4} at 0.5",
-            finished.dev.micro_f1
-        );
-        if let Some(b) = &finished.branches {
-            line += &format!(
-                " (encoder {:.4}, lexical {:.4} over {} features)",
-                b.encoder.micro_f1, b.lexical.micro_f1, b.vocabulary
-            );
-        }
-        if let (Some(t), Some(m)) = (&finished.thresholds, &finished.tuned) {
-            line += &format!(
-                "; {:.4} with thresholds {:.2}–{:.2}",
-                m.micro_f1,
-                t.iter().copied().fold(f32::INFINITY, f32::min),
-                t.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-            );
-        }
-        println!("{line}");
+    let dir = out.join(category.name());
+    let mut adapter = lamoda_trainer::load_trained_encoder(&dir, base)
+        .with_context(|| format!("loading the `{category}` adapter"))?;
+    // The encoder stays as trained; what follows it comes from the current config.
+    let mut config = adapter.config.clone();
+    config.tune_thresholds = wanted.tune_thresholds;
+    config.tune_global_threshold = wanted.tune_global_threshold;
+    config.lexical = wanted.lexical.clone();
+    let frozen_view = config.lexical.as_ref().is_some_and(|l| l.frozen_view);
+    if frozen_view {
+        adapter.frozen = Some(base.encoder.valid());
     }
-    Ok(())
+    let s = lamoda_data::train_dev_split(&rows.rows, split);
+    let train: Vec<&lamoda_data::ReviewStack> = s.train.iter().map(|&i| &rows.rows[i]).collect();
+    let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
+    let train_stacks: Vec<&[String]> = train.iter().map(|r| r.reviews.as_slice()).collect();
+    let dev_stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
+    let bars = progress == Progress::Bars;
+    if progress == Progress::Lines {
+        eprintln!("{category}: reading {} dev products", dev.len());
+    }
+    let dev_outputs = adapter.encoder_outputs(&base.tokenizer, &dev_stacks, bars)?;
+    // The frozen view also needs the training products' review vectors: a pass of the
+    // whole base over them.
+    let train_vectors = if frozen_view {
+        if progress == Progress::Lines {
+            eprintln!("{category}: reading {} training products", train.len());
+        }
+        adapter
+            .encoder_outputs(&base.tokenizer, &train_stacks, bars)?
+            .vectors
+    } else {
+        None
+    };
+    let frozen = match (&train_vectors, &dev_outputs.vectors) {
+        (Some(train), Some(dev)) => Some(lamoda_trainer::FrozenVectors { train, dev }),
+        _ => None,
+    };
+    let finished = lamoda_trainer::finish_adapter(
+        &dir,
+        pool,
+        &train,
+        &dev,
+        &dev_outputs.probabilities,
+        frozen,
+        &config,
+    )?;
+    let metrics_path = dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&metrics_path)
+        .with_context(|| format!("reading {}", metrics_path.display()))?;
+    let mut metrics: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", metrics_path.display()))?;
+    metrics["dev"] = serde_json::to_value(&finished.dev)?;
+    metrics["tuned"] = serde_json::to_value(&finished.tuned)?;
+    metrics["branches"] = serde_json::to_value(&finished.branches)?;
+    std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)
+        .with_context(|| format!("writing {}", metrics_path.display()))?;
+    let config_path = dir.join(TRAIN_CONFIG_FILE);
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let mut line = format!(
+        "{category:<8} dev micro-F1 {:.4} at 0.5",
+        finished.dev.micro_f1
+    );
+    if let Some(b) = &finished.branches {
+        line += &format!(
+            " (encoder {:.4}, lexical {:.4} over {} features)",
+            b.encoder.micro_f1, b.lexical.micro_f1, b.vocabulary
+        );
+    }
+    if let (Some(t), Some(m)) = (&finished.thresholds, &finished.tuned) {
+        line += &format!(
+            "; {:.4} with thresholds {:.2}–{:.2}",
+            m.micro_f1,
+            t.iter().copied().fold(f32::INFINITY, f32::min),
+            t.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        );
+    }
+    Ok(line)
 }

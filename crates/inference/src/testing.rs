@@ -215,6 +215,8 @@ pub fn train_tiny_adapter(
             min_df: 1,
             char_ngrams: vec![3, 4],
             char_min_df: 2,
+            frozen_view: true,
+            frozen_iterations: 10,
             ..LexicalSettings::default()
         }),
         ..tiny_train_config()

@@ -71,8 +71,12 @@ fn mixed_batch_matches_one_request_at_a_time() {
         let adapter = tagger.adapter(category).expect("adapter");
         let lexical = adapter.lexical.as_ref().expect("lexical branch loaded");
         assert!(
-            lexical.first.len() == 2 && lexical.second.is_some(),
-            "{category}: both views and the second stage loaded"
+            lexical.first.len() == 2 && lexical.frozen.is_some() && lexical.second.is_some(),
+            "{category}: both lexical views, the frozen view and the second stage loaded"
+        );
+        assert!(
+            adapter.frozen.is_some(),
+            "{category}: the base kept for the frozen view"
         );
     }
 

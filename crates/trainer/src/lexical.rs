@@ -25,15 +25,22 @@
 //! (row `i` in fold `i mod folds`, each fold scored by first stages fitted without it), so
 //! it learns from logits like those of unseen products.
 //!
-//! Files: `lexical.json` (settings, tags, vocabularies) and `lexical.safetensors` (per view
-//! `idf` `[F]`, `weight` `[T, F]`, `bias` `[T]`, prefixed `char_` for the n-gram view;
-//! with the second stage `second_weight` `[T, V·T]` and `second_bias` `[T]` for V views).
+//! The second stage may also read a third, non-lexical view (`frozen_view`): the logits
+//! of the untouched base encoder's review vectors ([`crate::frozen_view`]), so the
+//! semantic signal is weighed against the lexical one per tag, on out-of-fold logits too.
+//!
+//! Files: `lexical.json` (settings, tags, vocabularies, the frozen view's width) and
+//! `lexical.safetensors` (per view `idf` `[F]`, `weight` `[T, F]`, `bias` `[T]`, prefixed
+//! `char_` for the n-gram view; the frozen view's `frozen_mean`, `frozen_std` `[H]`,
+//! `frozen_weight` `[T, H]`, `frozen_bias` `[T]`; with the second stage `second_weight`
+//! `[T, V·T]` and `second_bias` `[T]` for V views).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::frozen_view::{FrozenFit, FrozenView, ProductVectors};
 use crate::train::TrainError;
 
 /// The lexical branch's settings (`[lexical]` in `configs/<category>.toml`).
@@ -65,6 +72,16 @@ pub struct LexicalSettings {
     pub second_stage_c: f64,
     /// Folds of the out-of-fold logits the second stage learns from (default 5).
     pub folds: usize,
+    /// Let the second stage also read the frozen view, the base encoder's review vectors
+    /// (default false; see [`crate::frozen_view`]). It needs the second stage.
+    pub frozen_view: bool,
+    /// Adam iterations of the frozen view's fit (default 150; fewer is a stronger
+    /// regulariser).
+    pub frozen_iterations: usize,
+    /// Adam's step size in the frozen view's fit (default 3e-3).
+    pub frozen_lr: f64,
+    /// L2 penalty on the frozen view's weights (default 1e-3).
+    pub frozen_weight_decay: f64,
 }
 
 impl Default for LexicalSettings {
@@ -80,6 +97,10 @@ impl Default for LexicalSettings {
             second_stage: true,
             second_stage_c: 0.3,
             folds: 5,
+            frozen_view: false,
+            frozen_iterations: 150,
+            frozen_lr: 3e-3,
+            frozen_weight_decay: 1e-3,
         }
     }
 }
@@ -98,6 +119,7 @@ impl LexicalSettings {
             ("lexical.min_df", self.min_df),
             ("lexical.char_min_df", self.char_min_df),
             ("lexical.max_iterations", self.max_iterations),
+            ("lexical.frozen_iterations", self.frozen_iterations),
         ] {
             if value == 0 {
                 return Err(bad(field, "0".into(), "must be at least 1"));
@@ -139,6 +161,27 @@ impl LexicalSettings {
                 "must be at least 2",
             ));
         }
+        if self.frozen_view && !self.second_stage {
+            return Err(bad(
+                "lexical.frozen_view",
+                "true".into(),
+                "the frozen view needs `second_stage = true`",
+            ));
+        }
+        if !(self.frozen_lr.is_finite() && self.frozen_lr > 0.0) {
+            return Err(bad(
+                "lexical.frozen_lr",
+                self.frozen_lr.to_string(),
+                "must be positive",
+            ));
+        }
+        if !(self.frozen_weight_decay.is_finite() && self.frozen_weight_decay >= 0.0) {
+            return Err(bad(
+                "lexical.frozen_weight_decay",
+                self.frozen_weight_decay.to_string(),
+                "must be zero or positive",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.weight) {
             return Err(bad(
                 "lexical.weight",
@@ -165,6 +208,15 @@ impl LexicalSettings {
             View::CharNgrams(..) => self.char_min_df,
         }
     }
+
+    /// How the frozen view is fitted.
+    fn frozen_fit(&self) -> FrozenFit {
+        FrozenFit {
+            iterations: self.frozen_iterations,
+            lr: self.frozen_lr,
+            weight_decay: self.frozen_weight_decay,
+        }
+    }
 }
 
 /// `lexical.json`: everything of a [`LexicalModel`] but its numbers.
@@ -182,6 +234,13 @@ struct LexicalFile {
     vocabulary: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     char_vocabulary: Vec<String>,
+    /// The frozen view's input width (0: no frozen view).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    frozen_dim: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a first stage counts.
@@ -363,6 +422,9 @@ pub struct LexicalModel {
     pub tags: Vec<String>,
     /// The first stage of each view: stems, then character n-grams when on.
     pub first: Vec<FirstStage>,
+    /// The frozen view, when the settings ask for it (its logits follow the first
+    /// stages' in the second stage's input).
+    pub frozen: Option<FrozenView>,
     /// The second stage, when the settings ask for one.
     pub second: Option<SecondStage>,
 }
@@ -370,7 +432,7 @@ pub struct LexicalModel {
 /// The second stage: per tag, a logistic regression over every view's first-stage logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecondStage {
-    /// Weights `[tag][view · T + first-stage tag]`.
+    /// Weights `[tag][view · T + first-stage tag]` (views: stems, n-grams, frozen).
     pub weights: Vec<Vec<f32>>,
     /// Intercept per tag.
     pub bias: Vec<f32>,
@@ -381,16 +443,19 @@ pub struct SecondStage {
 const LOGIT_CLIP: f64 = 9.21024;
 
 impl LexicalModel {
-    /// Fit on training products (`docs[i]` its reviews, `targets[i]` its 0/1 tags in
-    /// `tags` order): each view's first stage on all of them, then (when the settings ask)
-    /// the second stage on their out-of-fold first-stage logits.
+    /// Fit on training products (`docs[i]` its reviews, `vectors[i]` their frozen review
+    /// vectors when the frozen view is on, `targets[i]` its 0/1 tags in `tags` order): each
+    /// view's first stage on all of them, then (when the settings ask) the second stage on
+    /// their out-of-fold first-stage logits.
     pub fn fit(
         settings: &LexicalSettings,
         tags: &[String],
         docs: &[&[String]],
+        vectors: Option<&[ProductVectors]>,
         targets: &[Vec<f32>],
     ) -> Result<Self, TrainError> {
         settings.validate(Path::new("<lexical>"))?;
+        let vectors = frozen_input(settings.frozen_view, vectors, docs.len())?;
         let folds = settings.folds.min(docs.len());
         if docs.len() != targets.len() || docs.is_empty() || (settings.second_stage && folds < 2) {
             return Err(TrainError::Lexical {
@@ -428,11 +493,17 @@ impl LexicalModel {
                 })
                 .collect()
         };
+        let fit_frozen = |rows: &[usize]| -> Result<Option<FrozenView>, TrainError> {
+            vectors
+                .map(|v| FrozenView::fit(v, targets, rows, tags.len(), &settings.frozen_fit()))
+                .transpose()
+        };
         let all: Vec<usize> = (0..docs.len()).collect();
         let mut model = Self {
             settings: settings.clone(),
             tags: tags.to_vec(),
             first: fit_views(&all),
+            frozen: fit_frozen(&all)?,
             second: None,
         };
         if settings.second_stage {
@@ -441,12 +512,16 @@ impl LexicalModel {
                 let (held, kept): (Vec<usize>, Vec<usize>) =
                     all.iter().partition(|&&i| i % folds == k);
                 let stages = fit_views(&kept);
+                let frozen = fit_frozen(&kept)?;
                 for i in held {
-                    let logits: Vec<Vec<f64>> = stages
+                    let mut logits: Vec<Vec<f64>> = stages
                         .iter()
                         .zip(&bags)
                         .map(|(stage, bags)| stage.logits(&bags[i]))
                         .collect();
+                    if let (Some(view), Some(vectors)) = (&frozen, vectors) {
+                        logits.push(view.logits(&vectors[i]));
+                    }
                     rows[i] = second_stage_row(&logits);
                 }
             }
@@ -455,7 +530,7 @@ impl LexicalModel {
                 targets,
                 &all,
                 tags.len(),
-                views.len() * tags.len(),
+                model.n_views() * tags.len(),
                 settings.second_stage_c,
                 settings.max_iterations,
             );
@@ -464,23 +539,45 @@ impl LexicalModel {
         Ok(model)
     }
 
-    /// Features in all views' vocabularies.
+    /// Features in all views' vocabularies (the frozen view's width included).
     pub fn n_features(&self) -> usize {
-        self.first.iter().map(|s| s.vocabulary.len()).sum()
+        self.first.iter().map(|s| s.vocabulary.len()).sum::<usize>()
+            + self.frozen.as_ref().map_or(0, FrozenView::dim)
+    }
+
+    /// Views the second stage reads: the first stages and the frozen view.
+    fn n_views(&self) -> usize {
+        self.first.len() + usize::from(self.frozen.is_some())
+    }
+
+    /// Whether [`LexicalModel::probabilities`] needs the products' frozen review vectors.
+    pub fn needs_vectors(&self) -> bool {
+        self.frozen.is_some()
     }
 
     /// Probabilities `[product][tag]` for review stacks (through the second stage when
-    /// there is one).
-    pub fn probabilities(&self, docs: &[&[String]]) -> Vec<Vec<f32>> {
+    /// there is one); `vectors` are the products' frozen review vectors, needed when the
+    /// branch has the frozen view.
+    pub fn probabilities(
+        &self,
+        docs: &[&[String]],
+        vectors: Option<&[ProductVectors]>,
+    ) -> Result<Vec<Vec<f32>>, TrainError> {
+        let vectors = frozen_input(self.frozen.is_some(), vectors, docs.len())?;
         let views = self.settings.views();
-        docs.iter()
-            .map(|d| {
-                let logits: Vec<Vec<f64>> = self
+        Ok(docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut logits: Vec<Vec<f64>> = self
                     .first
                     .iter()
                     .zip(&views)
                     .map(|(stage, &view)| stage.logits(&counts(d, view)))
                     .collect();
+                if let (Some(view), Some(vectors)) = (&self.frozen, vectors) {
+                    logits.push(view.logits(&vectors[i]));
+                }
                 match &self.second {
                     None => logits[0].iter().map(|&z| sigmoid(z) as f32).collect(),
                     Some(second) => {
@@ -494,7 +591,7 @@ impl LexicalModel {
                     }
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// `(1 − weight) · encoder + weight · lexical`, element-wise.
@@ -528,6 +625,7 @@ impl LexicalModel {
                 .get(1)
                 .map(|s| s.vocabulary.clone())
                 .unwrap_or_default(),
+            frozen_dim: self.frozen.as_ref().map_or(0, FrozenView::dim),
         };
         let path = dir.join(LEXICAL_CONFIG_FILE);
         let text = serde_json::to_string_pretty(&file).map_err(|source| TrainError::Json {
@@ -544,9 +642,17 @@ impl LexicalModel {
             tensors.push((format!("{prefix}weight"), vec![t, f], flat));
             tensors.push((format!("{prefix}bias"), vec![t], stage.bias.clone()));
         }
+        if let Some(frozen) = &self.frozen {
+            let h = frozen.dim();
+            let flat = frozen.weights.iter().flatten().copied().collect();
+            tensors.push(("frozen_mean".into(), vec![h], frozen.mean.clone()));
+            tensors.push(("frozen_std".into(), vec![h], frozen.std.clone()));
+            tensors.push(("frozen_weight".into(), vec![t, h], flat));
+            tensors.push(("frozen_bias".into(), vec![t], frozen.bias.clone()));
+        }
         if let Some(second) = &self.second {
             let flat = second.weights.iter().flatten().copied().collect();
-            let width = self.first.len() * t;
+            let width = self.n_views() * t;
             tensors.push(("second_weight".into(), vec![t, width], flat));
             tensors.push(("second_bias".into(), vec![t], second.bias.clone()));
         }
@@ -643,8 +749,23 @@ impl LexicalModel {
             let bias = read(&format!("{prefix}bias"), &[t])?;
             first.push(FirstStage::new(vocabulary, idf, weights, bias));
         }
+        let frozen = match (file.settings.frozen_view, file.frozen_dim) {
+            (false, 0) => None,
+            (true, h) if h > 0 => Some(FrozenView {
+                mean: read("frozen_mean", &[h])?,
+                std: read("frozen_std", &[h])?,
+                weights: rows_of(read("frozen_weight", &[t, h])?, h),
+                bias: read("frozen_bias", &[t])?,
+            }),
+            (on, h) => {
+                return Err(bad(
+                    &path,
+                    format!("`frozen_view` = {on} but the frozen view's width is {h}"),
+                ));
+            }
+        };
         let second = if file.settings.second_stage {
-            let width = views.len() * t;
+            let width = (views.len() + usize::from(frozen.is_some())) * t;
             Some(SecondStage {
                 weights: rows_of(read("second_weight", &[t, width])?, width),
                 bias: read("second_bias", &[t])?,
@@ -656,6 +777,7 @@ impl LexicalModel {
             settings: file.settings,
             tags: file.tags,
             first,
+            frozen,
             second,
         })
     }
@@ -669,6 +791,32 @@ impl LexicalModel {
             }
         }
         Ok(())
+    }
+}
+
+/// The frozen review vectors of `n` products when `wanted`, checked: present, one entry
+/// per product.
+fn frozen_input(
+    wanted: bool,
+    vectors: Option<&[ProductVectors]>,
+    n: usize,
+) -> Result<Option<&[ProductVectors]>, TrainError> {
+    if !wanted {
+        return Ok(None);
+    }
+    let bad = |reason: String| TrainError::Lexical {
+        path: PathBuf::from("<frozen view>"),
+        reason,
+    };
+    match vectors {
+        None => Err(bad(
+            "the frozen view needs the products' review vectors from the base encoder".into(),
+        )),
+        Some(v) if v.len() != n => Err(bad(format!(
+            "review vectors of {} products for {n} products",
+            v.len()
+        ))),
+        Some(v) => Ok(Some(v)),
     }
 }
 
@@ -943,7 +1091,7 @@ mod tests {
             ..LexicalSettings::default()
         };
         let tags = vec!["Вместительная".to_string(), "Легкая".to_string()];
-        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
+        let model = LexicalModel::fit(&settings, &tags, &stacks, None, &targets).expect("fit");
         // First-order optimality of every tag's objective.
         let bags: Vec<_> = stacks.iter().map(|d| counts(d, View::Stems(5))).collect();
         let stage = &model.first[0];
@@ -957,7 +1105,7 @@ mod tests {
         }
         let probe = docs(&["просторный рюкзак", "легкая ноша"]);
         let probe: Vec<&[String]> = probe.iter().map(Vec::as_slice).collect();
-        let p = model.probabilities(&probe);
+        let p = model.probabilities(&probe, None).expect("probabilities");
         assert!(p[0][0] > 0.5 && p[0][1] < 0.5, "{p:?}");
         assert!(p[1][1] > 0.5 && p[1][0] < 0.5, "{p:?}");
     }
@@ -1003,7 +1151,7 @@ mod tests {
             folds: 3,
             ..LexicalSettings::default()
         };
-        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
+        let model = LexicalModel::fit(&settings, &tags, &stacks, None, &targets).expect("fit");
         let second = model.second.as_ref().expect("second stage");
         // The out-of-fold logits, rebuilt here: product i is scored by a first stage
         // fitted on the other folds.
@@ -1037,19 +1185,27 @@ mod tests {
             assert!(g_norm < 1e-3, "tag {t}: gradient norm {g_norm}");
         }
         // It changes the probabilities, and save → load keeps them exactly.
-        let p = model.probabilities(&stacks);
+        let p = model.probabilities(&stacks, None).expect("probabilities");
         let first_only = LexicalModel {
             second: None,
             ..model.clone()
         };
-        assert_ne!(first_only.probabilities(&stacks), p);
+        assert_ne!(
+            first_only
+                .probabilities(&stacks, None)
+                .expect("probabilities"),
+            p
+        );
         assert!(p[0][0] > p[2][0], "{p:?}");
         assert!(p.iter().all(|row| row[2] < 1e-3), "{p:?}");
         let dir = tempfile::tempdir().expect("tempdir");
         model.save(dir.path()).expect("save");
         let loaded = LexicalModel::load(dir.path()).expect("load");
         assert_eq!(loaded, model);
-        assert_eq!(loaded.probabilities(&stacks), p);
+        assert_eq!(
+            loaded.probabilities(&stacks, None).expect("probabilities"),
+            p
+        );
         // A branch written by the previous format asks to be refitted.
         let config = dir.path().join(LEXICAL_CONFIG_FILE);
         let text = std::fs::read_to_string(&config).expect("read");
@@ -1057,7 +1213,7 @@ mod tests {
         let err = LexicalModel::load(dir.path()).expect_err("old format");
         assert!(err.to_string().contains("--keep-encoder"), "{err}");
         // One product cannot be split into folds.
-        let err = LexicalModel::fit(&settings, &tags, &stacks[..1], &targets[..1])
+        let err = LexicalModel::fit(&settings, &tags, &stacks[..1], None, &targets[..1])
             .expect_err("one product");
         assert!(err.to_string().contains("at least 2 products"), "{err}");
     }
@@ -1072,15 +1228,18 @@ mod tests {
             min_df: 1,
             ..LexicalSettings::default()
         };
-        let model = LexicalModel::fit(&settings, &tags, &stacks, &targets).expect("fit");
-        let p = model.probabilities(&stacks);
+        let model = LexicalModel::fit(&settings, &tags, &stacks, None, &targets).expect("fit");
+        let p = model.probabilities(&stacks, None).expect("probabilities");
         assert!(p.iter().all(|row| row[1] < 1e-3), "{p:?}");
         let dir = tempfile::tempdir().expect("tempdir");
         model.save(dir.path()).expect("save");
         assert!(LexicalModel::exists_in(dir.path()));
         let loaded = LexicalModel::load(dir.path()).expect("load");
         assert_eq!(loaded, model);
-        assert_eq!(loaded.probabilities(&stacks), p);
+        assert_eq!(
+            loaded.probabilities(&stacks, None).expect("probabilities"),
+            p
+        );
         LexicalModel::remove_from(dir.path()).expect("remove");
         assert!(!LexicalModel::exists_in(dir.path()));
     }
@@ -1094,6 +1253,7 @@ mod tests {
             },
             tags: vec![],
             first: vec![],
+            frozen: None,
             second: None,
         };
         let fused = model.fuse(&[vec![0.8, 0.0]], &[vec![0.4, 1.0]]);
@@ -1111,6 +1271,86 @@ mod tests {
     }
 
     #[test]
+    fn the_frozen_view_joins_the_second_stage_and_round_trips() {
+        // Tag 0 is said by the words, tag 1 only by the review vectors' first dimension
+        // (on every fourth product, so each of the 3 folds holds some).
+        let n = 24;
+        let texts: Vec<Vec<String>> = (0..n)
+            .map(|i| {
+                let word = if i % 2 == 0 {
+                    "мягкая"
+                } else {
+                    "жесткая"
+                };
+                vec![format!("{word} сумка"), "обычная".to_string()]
+            })
+            .collect();
+        let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
+        let vectors: Vec<ProductVectors> = (0..n)
+            .map(|i| {
+                let signal = if i % 4 == 0 { 1.5 } else { -1.5 };
+                vec![vec![signal, (i % 5) as f32 * 0.1], vec![-1.0, 0.3]]
+            })
+            .collect();
+        let targets: Vec<Vec<f32>> = (0..n)
+            .map(|i| {
+                vec![
+                    f32::from(u8::from(i % 2 == 0)),
+                    f32::from(u8::from(i % 4 == 0)),
+                ]
+            })
+            .collect();
+        let tags = vec!["Мягкая".to_string(), "Скрытый".to_string()];
+        let settings = LexicalSettings {
+            min_df: 1,
+            folds: 3,
+            frozen_view: true,
+            frozen_iterations: 100,
+            frozen_lr: 0.05,
+            ..LexicalSettings::default()
+        };
+        let err =
+            LexicalModel::fit(&settings, &tags, &stacks, None, &targets).expect_err("no vectors");
+        assert!(err.to_string().contains("review vectors"), "{err}");
+        let err = LexicalModel::fit(&settings, &tags, &stacks, Some(&vectors[1..]), &targets)
+            .expect_err("one product short");
+        assert!(
+            err.to_string()
+                .contains("review vectors of 23 products for 24 products"),
+            "{err}"
+        );
+        let model =
+            LexicalModel::fit(&settings, &tags, &stacks, Some(&vectors), &targets).expect("fit");
+        let second = model.second.as_ref().expect("second stage");
+        assert_eq!(second.weights[0].len(), 4, "two views of two tags");
+        assert_eq!(model.n_features(), model.first[0].vocabulary.len() + 2);
+        let p = model
+            .probabilities(&stacks, Some(&vectors))
+            .expect("probabilities");
+        for (row, t) in p.iter().zip(&targets) {
+            assert_eq!(row[0] > 0.5, t[0] > 0.5, "{row:?} for {t:?}");
+            assert_eq!(row[1] > 0.5, t[1] > 0.5, "{row:?} for {t:?}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        model.save(dir.path()).expect("save");
+        let loaded = LexicalModel::load(dir.path()).expect("load");
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.probabilities(&stacks, Some(&vectors)).expect("p"), p);
+        // The view needs the second stage.
+        let err = LexicalSettings {
+            second_stage: false,
+            ..settings
+        }
+        .validate(Path::new("configs/bags.toml"))
+        .expect_err("frozen view without the second stage");
+        assert_eq!(
+            err.to_string(),
+            "configs/bags.toml: `lexical.frozen_view` = true: the frozen view needs \
+             `second_stage = true`"
+        );
+    }
+
+    #[test]
     fn a_corrupt_weights_file_names_the_file() {
         let texts = docs(&["мягкая", "жесткая"]);
         let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
@@ -1119,8 +1359,8 @@ mod tests {
             min_df: 1,
             ..LexicalSettings::default()
         };
-        let model =
-            LexicalModel::fit(&settings, &tags, &stacks, &[vec![1.0], vec![0.0]]).expect("fit");
+        let model = LexicalModel::fit(&settings, &tags, &stacks, None, &[vec![1.0], vec![0.0]])
+            .expect("fit");
         let dir = tempfile::tempdir().expect("tempdir");
         model.save(dir.path()).expect("save");
         std::fs::write(dir.path().join(LEXICAL_WEIGHTS_FILE), b"not safetensors").expect("write");

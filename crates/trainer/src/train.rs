@@ -13,8 +13,10 @@
 //! linear decay), evaluates on dev after every epoch (micro-F1 at threshold 0.5 with the
 //! pool's decoding, beside the frequency prior), keeps the best epoch's adapter in
 //! `<out>/<category>/` with `metrics.json`, then [`finish_adapter`] fits the lexical branch
-//! (when the config has `[lexical]`, see [`crate::lexical`]), averages it with the
-//! encoder's probabilities and tunes the thresholds the config asks for on the average.
+//! (when the config has `[lexical]`, see [`crate::lexical`]; its frozen view reads the
+//! base's own review vectors, [`frozen_review_vectors`], from the same cache), averages it
+//! with the encoder's probabilities and tunes the thresholds the config asks for on the
+//! average.
 //! [`load_trained`] + [`TrainedAdapter::probabilities`] serve any review stacks afterwards
 //! ([`predict_probabilities`] for the encoder alone).
 
@@ -36,6 +38,7 @@ use lamoda_model::tokenize::pad_batch;
 use lamoda_model::{BaseInfo, Encoder, HeadSpec, LoadedBase, ModelError, TagModel, mean_pool};
 
 use crate::evaluate::{evaluate_prior, evaluate_probabilities, gold_indices};
+use crate::frozen_view::ProductVectors;
 use crate::lexical::LexicalModel;
 use crate::metrics::Metrics;
 use crate::prior::FrequencyPrior;
@@ -168,7 +171,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError>
     })
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TrainError> {
+pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, TrainError> {
     t.into_data()
         .try_to_vec::<f32>()
         .map_err(|e| TrainError::Tensor {
@@ -344,16 +347,17 @@ fn progress_bar(show: bool, len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// Each review's vector `[n_reviews, hidden]` after the adapted layers (token mean), for
-/// cached `products`, and the slot (index into `products`) each row belongs to.
+/// Each review's vector `[n_reviews, hidden]` after `encoder`'s layers above the cache
+/// (token mean), for cached `products`, and the slot (index into `products`) each row
+/// belongs to.
 pub fn review_vectors(
-    model: &TagModel,
+    encoder: &Encoder,
     cache: &FeatureCache,
     products: &[usize],
     device: &Device,
 ) -> (Tensor<2>, Vec<usize>) {
     let h = cache.hidden;
-    let n_layers = model.encoder.num_layers();
+    let n_layers = encoder.num_layers();
     let mut reviews: Vec<(usize, &CachedReview)> = products
         .iter()
         .enumerate()
@@ -372,9 +376,7 @@ pub fn review_vectors(
         }
         let x = Tensor::<3>::from_data(TensorData::new(values, [b, l, h]), device);
         let mask = Tensor::<2, Int>::from_data(TensorData::new(mask, [b, l]), device);
-        let top = model
-            .encoder
-            .forward_layers(x, &mask, cache.first_layer..n_layers);
+        let top = encoder.forward_layers(x, &mask, cache.first_layer..n_layers);
         pooled.push(mean_pool(top, &mask));
     }
     (
@@ -396,7 +398,7 @@ pub fn review_statistics(
     let mut sum_sq = vec![0f64; h];
     let mut n = 0usize;
     for chunk in products.chunks(64) {
-        let (vectors, _) = review_vectors(model, cache, chunk, device);
+        let (vectors, _) = review_vectors(&model.encoder, cache, chunk, device);
         for row in to_vec(vectors)?.chunks(h) {
             for (j, &v) in row.iter().enumerate() {
                 sum[j] += f64::from(v);
@@ -415,6 +417,27 @@ pub fn review_statistics(
     Ok((mean, std))
 }
 
+/// The frozen view's input: every review vector of each of `products` (in `products`
+/// order), from the base `encoder`'s layers above the cache, in chunks of 64 products.
+pub fn frozen_review_vectors(
+    encoder: &Encoder,
+    cache: &FeatureCache,
+    products: &[usize],
+    device: &Device,
+) -> Result<Vec<ProductVectors>, TrainError> {
+    let h = cache.hidden;
+    let mut out: Vec<ProductVectors> = Vec::with_capacity(products.len());
+    for chunk in products.chunks(64) {
+        let (vectors, slots) = review_vectors(encoder, cache, chunk, device);
+        let mut per_product: Vec<ProductVectors> = vec![Vec::new(); chunk.len()];
+        for (row, &slot) in to_vec(vectors)?.chunks_exact(h).zip(&slots) {
+            per_product[slot].push(row.to_vec());
+        }
+        out.extend(per_product);
+    }
+    Ok(out)
+}
+
 /// Logits `[products.len(), n_tags]` of head `head` for cached products: the adapted layers
 /// per review, token mean per review, then the reviews combined by `pooling`.
 pub fn product_logits(
@@ -425,7 +448,7 @@ pub fn product_logits(
     pooling: Pooling,
     device: &Device,
 ) -> Tensor<2> {
-    let (pooled, slots) = review_vectors(model, cache, products, device);
+    let (pooled, slots) = review_vectors(&model.encoder, cache, products, device);
     let n = slots.len();
     // Product vector = mean of its reviews' vectors: a [products, reviews] averaging matrix.
     let p = products.len();
@@ -591,16 +614,27 @@ fn gold_vectors(pool: &EtalonPool, rows: &[&ReviewStack]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The base encoder's review vectors of the training and dev rows, for the frozen view.
+#[derive(Debug, Clone, Copy)]
+pub struct FrozenVectors<'a> {
+    /// One entry per training row.
+    pub train: &'a [ProductVectors],
+    /// One entry per dev row.
+    pub dev: &'a [ProductVectors],
+}
+
 /// What follows the encoder's training, in the adapter directory `dir`: fit the lexical
 /// branch on `train_rows` when `config` asks for one (else remove a stale one), average it
 /// with the encoder's dev probabilities `encoder_dev`, then tune and save the thresholds
-/// on the result. Cheap (seconds), so it can be rerun on a trained adapter.
+/// on the result. `frozen` are needed when the branch has the frozen view. Takes seconds
+/// to a minute, so it can be rerun on a trained adapter.
 pub fn finish_adapter(
     dir: &Path,
     pool: &EtalonPool,
     train_rows: &[&ReviewStack],
     dev_rows: &[&ReviewStack],
     encoder_dev: &[Vec<f32>],
+    frozen: Option<FrozenVectors<'_>>,
     config: &TrainConfig,
 ) -> Result<Finished, TrainError> {
     let decoding = DecodeConfig::default();
@@ -613,10 +647,16 @@ pub fn finish_adapter(
             let t0 = Instant::now();
             let targets = gold_vectors(pool, train_rows);
             let docs: Vec<&[String]> = train_rows.iter().map(|r| r.reviews.as_slice()).collect();
-            let model = LexicalModel::fit(settings, &pool.tags, &docs, &targets)?;
+            let model = LexicalModel::fit(
+                settings,
+                &pool.tags,
+                &docs,
+                frozen.map(|f| f.train),
+                &targets,
+            )?;
             let lexical_seconds = t0.elapsed().as_secs_f64();
             let dev_docs: Vec<&[String]> = dev_rows.iter().map(|r| r.reviews.as_slice()).collect();
-            let lexical_dev = model.probabilities(&dev_docs);
+            let lexical_dev = model.probabilities(&dev_docs, frozen.map(|f| f.dev))?;
             let branches = BranchMetrics {
                 encoder: evaluate_probabilities(encoder_dev, pool, dev_rows, &decoding, REPORT_K),
                 lexical: evaluate_probabilities(&lexical_dev, pool, dev_rows, &decoding, REPORT_K),
@@ -730,8 +770,7 @@ pub fn train_category(
     let prior_metrics = evaluate_prior(&prior, pool, &dev_rows, REPORT_K);
 
     // Devices: the cache and evaluation on the plain device, training on autodiff.
-    let any_param = base.encoder.embeddings.word_embeddings.weight.val();
-    let plain = any_param.device().inner();
+    let plain = encoder_device(&base.encoder).inner();
     let ad = plain.clone().autodiff();
     let frozen = base.encoder.valid();
 
@@ -909,7 +948,26 @@ pub fn train_category(
         None => model.valid(),
     };
     let best_probs = dev_probabilities(&best)?;
-    let finished = finish_adapter(&dir, pool, &train_rows, &dev_rows, &best_probs, config)?;
+    let vectors = match &config.lexical {
+        Some(lexical) if lexical.frozen_view => {
+            let all: Vec<usize> = (0..stacks.len()).collect();
+            Some(frozen_review_vectors(&frozen, &cache, &all, &plain)?)
+        }
+        _ => None,
+    };
+    let frozen_vectors = vectors.as_ref().map(|v| {
+        let (train, dev) = v.split_at(s.train.len());
+        FrozenVectors { train, dev }
+    });
+    let finished = finish_adapter(
+        &dir,
+        pool,
+        &train_rows,
+        &dev_rows,
+        &best_probs,
+        frozen_vectors,
+        config,
+    )?;
     let metrics = TrainMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
@@ -1056,6 +1114,8 @@ pub struct TrainedAdapter {
     pub base: BaseInfo,
     /// The lexical branch, when the adapter has one.
     pub lexical: Option<LexicalModel>,
+    /// The base encoder (no LoRA), when the lexical branch reads the frozen view.
+    pub frozen: Option<Encoder>,
 }
 
 impl TrainedAdapter {
@@ -1066,10 +1126,13 @@ impl TrainedAdapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<Vec<f32>>, TrainError> {
-        let encoder = self.encoder_probabilities(tokenizer, stacks)?;
+        let outputs = self.encoder_outputs(tokenizer, stacks, false)?;
         Ok(match &self.lexical {
-            Some(lexical) => lexical.fuse(&encoder, &lexical.probabilities(stacks)),
-            None => encoder,
+            Some(lexical) => {
+                let lex = lexical.probabilities(stacks, outputs.vectors.as_deref())?;
+                lexical.fuse(&outputs.probabilities, &lex)
+            }
+            None => outputs.probabilities,
         })
     }
 
@@ -1081,6 +1144,46 @@ impl TrainedAdapter {
     ) -> Result<Vec<Vec<f32>>, TrainError> {
         predict_probabilities(&self.model, tokenizer, &self.config, stacks)
     }
+
+    /// The encoder's probabilities and, when [`TrainedAdapter::frozen`] is set, the base
+    /// encoder's review vectors (the frozen view's input), from one pass of the lower
+    /// layers (with a progress bar when `progress`).
+    pub fn encoder_outputs(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+        progress: bool,
+    ) -> Result<EncoderOutputs, TrainError> {
+        let device = encoder_device(&self.model.encoder);
+        let cache = cache_stacks(&self.model, tokenizer, &self.config, stacks, progress)?;
+        let all: Vec<usize> = (0..stacks.len()).collect();
+        let probabilities = cached_probabilities(
+            &self.model,
+            &cache,
+            &all,
+            self.config.pooling,
+            self.config.eval_batch_size,
+            &device,
+        )?;
+        let vectors = match &self.frozen {
+            Some(base) => Some(frozen_review_vectors(base, &cache, &all, &device)?),
+            None => None,
+        };
+        Ok(EncoderOutputs {
+            probabilities,
+            vectors,
+        })
+    }
+}
+
+/// What [`TrainedAdapter::encoder_outputs`] reads off one pass of the lower layers.
+#[derive(Debug)]
+pub struct EncoderOutputs {
+    /// The encoder's probabilities `[stack][tag]`.
+    pub probabilities: Vec<Vec<f32>>,
+    /// The base's review vectors per stack, when the adapter keeps the base for the
+    /// frozen view.
+    pub vectors: Option<Vec<ProductVectors>>,
 }
 
 /// Load an adapter directory written by [`train_category`] onto `base` (refused if it was
@@ -1095,6 +1198,9 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
                 reason: "its tags differ from the adapter head's".into(),
             });
         }
+        if lexical.needs_vectors() {
+            adapter.frozen = Some(base.encoder.valid());
+        }
         adapter.lexical = Some(lexical);
     }
     Ok(adapter)
@@ -1103,14 +1209,7 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
 /// [`load_trained`] without the lexical branch (which is not read, so one written by an
 /// older format does not stop `cargo xtask train --keep-encoder` from refitting it).
 pub fn load_trained_encoder(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, TrainError> {
-    let plain = base
-        .encoder
-        .embeddings
-        .word_embeddings
-        .weight
-        .val()
-        .device()
-        .inner();
+    let plain = encoder_device(&base.encoder).inner();
     let (model, _) = TagModel::load_adapter(dir, base.encoder.valid(), &base.info, &plain)?;
     let config_path = dir.join(TRAIN_CONFIG_FILE);
     let config = if config_path.is_file() {
@@ -1130,6 +1229,7 @@ pub fn load_trained_encoder(dir: &Path, base: &LoadedBase) -> Result<TrainedAdap
         thresholds,
         base: base.info.clone(),
         lexical: None,
+        frozen: None,
     })
 }
 
@@ -1141,23 +1241,8 @@ pub fn predict_probabilities(
     config: &TrainConfig,
     stacks: &[&[String]],
 ) -> Result<Vec<Vec<f32>>, TrainError> {
-    let device = model
-        .encoder
-        .embeddings
-        .word_embeddings
-        .weight
-        .val()
-        .device();
-    let ids = tokenize_stacks(tokenizer, stacks, config)?;
-    let first = model.lora().first_layer;
-    let cache = FeatureCache::build(
-        &model.encoder,
-        tokenizer.pad_id(),
-        &ids,
-        first,
-        &device,
-        false,
-    )?;
+    let device = encoder_device(&model.encoder);
+    let cache = cache_stacks(model, tokenizer, config, stacks, false)?;
     let all: Vec<usize> = (0..stacks.len()).collect();
     cached_probabilities(
         model,
@@ -1167,4 +1252,29 @@ pub fn predict_probabilities(
         config.eval_batch_size,
         &device,
     )
+}
+
+/// `stacks` tokenised as `config` says and run through `model`'s lower (non-adapted)
+/// layers, on the model's device.
+fn cache_stacks(
+    model: &TagModel,
+    tokenizer: &lamoda_model::TextTokenizer,
+    config: &TrainConfig,
+    stacks: &[&[String]],
+    progress: bool,
+) -> Result<FeatureCache, TrainError> {
+    let ids = tokenize_stacks(tokenizer, stacks, config)?;
+    FeatureCache::build(
+        &model.encoder,
+        tokenizer.pad_id(),
+        &ids,
+        model.lora().first_layer,
+        &encoder_device(&model.encoder),
+        progress,
+    )
+}
+
+/// The device `encoder`'s parameters live on.
+fn encoder_device(encoder: &Encoder) -> Device {
+    encoder.embeddings.word_embeddings.weight.val().device()
 }

@@ -191,6 +191,8 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         lexical: Some(LexicalSettings {
             min_df: 1,
             weight: 0.4,
+            frozen_view: true,
+            frozen_iterations: 20,
             ..LexicalSettings::default()
         }),
         ..config()
@@ -217,7 +219,27 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     let fused = trained
         .probabilities(&base.tokenizer, &stacks)
         .expect("fused");
-    let lex = lexical.probabilities(&stacks);
+    // The frozen view reads the base's review vectors: one per review, of its width.
+    assert!(trained.frozen.is_some() && lexical.needs_vectors());
+    let outputs = trained
+        .encoder_outputs(&base.tokenizer, &stacks, false)
+        .expect("encoder outputs");
+    assert_eq!(outputs.probabilities, encoder);
+    let vectors = outputs.vectors.expect("frozen vectors");
+    for (v, stack) in vectors.iter().zip(&stacks) {
+        assert_eq!(v.len(), stack.len());
+        assert!(
+            v.iter()
+                .all(|r| r.len() == base.encoder.config().hidden_size)
+        );
+    }
+    let err = lexical
+        .probabilities(&stacks, None)
+        .expect_err("the frozen view needs vectors");
+    assert!(err.to_string().contains("review vectors"), "{err}");
+    let lex = lexical
+        .probabilities(&stacks, Some(&vectors))
+        .expect("lexical");
     for ((e, l), f) in encoder
         .iter()
         .flatten()
@@ -240,8 +262,8 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         lexical: None,
         ..cfg.clone()
     };
-    let finished =
-        finish_adapter(&report.dir, &pool, &train, &dev, &encoder_dev, &plain).expect("finish");
+    let finished = finish_adapter(&report.dir, &pool, &train, &dev, &encoder_dev, None, &plain)
+        .expect("finish");
     assert!(finished.branches.is_none() && finished.lexical.is_none());
     assert!(!report.dir.join(LEXICAL_CONFIG_FILE).exists());
     assert!(
