@@ -15,6 +15,7 @@
 
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 
+use crate::lexical::sigmoid;
 use crate::train::{TrainError, to_vec};
 
 /// One product's review vectors, each of the encoder's hidden width.
@@ -224,10 +225,6 @@ fn log_mean_exp(z: &[f64]) -> Option<f64> {
     let max = z.iter().copied().reduce(f64::max)?;
     let den: f64 = z.iter().map(|v| (v - max).exp()).sum();
     Some(max + (den / z.len() as f64).ln())
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Adam's moments for one parameter vector (β₁ 0.9, β₂ 0.999, ε 1e-8, bias-corrected).

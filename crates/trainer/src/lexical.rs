@@ -820,7 +820,8 @@ fn frozen_input(
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function, without overflow for large negative `z`.
+pub(crate) fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
     } else {
