@@ -265,9 +265,7 @@ fn retune(
         if progress == Progress::Lines {
             eprintln!("{category}: reading {} training products", train.len());
         }
-        adapter
-            .encoder_outputs(&base.tokenizer, &train_stacks, bars)?
-            .vectors
+        adapter.base_vectors(&base.tokenizer, &train_stacks, bars)?
     } else {
         None
     };

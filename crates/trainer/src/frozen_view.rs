@@ -16,6 +16,7 @@
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 
 use crate::lexical::sigmoid;
+use crate::moments::Moments;
 use crate::train::{TrainError, to_vec};
 
 /// One product's review vectors, each of the encoder's hidden width.
@@ -74,9 +75,7 @@ impl FrozenView {
             });
         }
         // Standardisation over every training review.
-        let mut sum = vec![0f64; dim];
-        let mut sum_sq = vec![0f64; dim];
-        let mut n_reviews = 0usize;
+        let mut moments = Moments::new(dim);
         for &i in &used {
             for v in &vectors[i] {
                 if v.len() != dim {
@@ -88,20 +87,11 @@ impl FrozenView {
                         ),
                     });
                 }
-                for (j, &x) in v.iter().enumerate() {
-                    sum[j] += f64::from(x);
-                    sum_sq[j] += f64::from(x) * f64::from(x);
-                }
-                n_reviews += 1;
+                moments.add(v);
             }
         }
-        let n = n_reviews as f64;
-        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let std: Vec<f32> = sum
-            .iter()
-            .zip(&sum_sq)
-            .map(|(s, q)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() + 1e-6) as f32)
-            .collect();
+        let n_reviews = moments.count();
+        let (mean, std) = (moments.mean(), moments.std(1e-6));
         let mut x = Vec::with_capacity(n_reviews * dim);
         let mut owner = Vec::with_capacity(n_reviews);
         for (p, &i) in used.iter().enumerate() {

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod frozen_view;
 pub mod lexical;
 pub mod metrics;
+pub mod moments;
 pub mod prior;
 pub mod train;
 pub mod train_config;

@@ -41,6 +41,7 @@ use crate::evaluate::{evaluate_prior, evaluate_probabilities, gold_indices};
 use crate::frozen_view::ProductVectors;
 use crate::lexical::LexicalModel;
 use crate::metrics::Metrics;
+use crate::moments::Moments;
 use crate::prior::FrequencyPrior;
 use crate::train_config::{Loss, Pooling, TrainConfig};
 
@@ -394,27 +395,14 @@ pub fn review_statistics(
     device: &Device,
 ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
     let h = cache.hidden;
-    let mut sum = vec![0f64; h];
-    let mut sum_sq = vec![0f64; h];
-    let mut n = 0usize;
+    let mut moments = Moments::new(h);
     for chunk in products.chunks(64) {
         let (vectors, _) = review_vectors(&model.encoder, cache, chunk, device);
         for row in to_vec(vectors)?.chunks(h) {
-            for (j, &v) in row.iter().enumerate() {
-                sum[j] += f64::from(v);
-                sum_sq[j] += f64::from(v) * f64::from(v);
-            }
-            n += 1;
+            moments.add(row);
         }
     }
-    let n = n.max(1) as f64;
-    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-    let std: Vec<f32> = sum
-        .iter()
-        .zip(&sum_sq)
-        .map(|(s, q)| ((q / n - (s / n).powi(2)).max(0.0)).sqrt() as f32)
-        .collect();
-    Ok((mean, std))
+    Ok((moments.mean(), moments.std(0.0)))
 }
 
 /// The frozen view's input: every review vector of each of `products` (in `products`
@@ -1154,25 +1142,42 @@ impl TrainedAdapter {
         stacks: &[&[String]],
         progress: bool,
     ) -> Result<EncoderOutputs, TrainError> {
-        let device = encoder_device(&self.model.encoder);
         let cache = cache_stacks(&self.model, tokenizer, &self.config, stacks, progress)?;
-        let all: Vec<usize> = (0..stacks.len()).collect();
-        let probabilities = cached_probabilities(
-            &self.model,
-            &cache,
-            &all,
-            self.config.pooling,
-            self.config.eval_batch_size,
-            &device,
-        )?;
-        let vectors = match &self.frozen {
-            Some(base) => Some(frozen_review_vectors(base, &cache, &all, &device)?),
-            None => None,
-        };
         Ok(EncoderOutputs {
-            probabilities,
-            vectors,
+            probabilities: all_probabilities(&self.model, &self.config, &cache)?,
+            vectors: self.frozen_vectors(&cache)?,
         })
+    }
+
+    /// The base encoder's review vectors alone (the frozen view's input), when
+    /// [`TrainedAdapter::frozen`] is set: one pass of the lower layers and the base's top
+    /// layers, without the adapted layers and head.
+    pub fn base_vectors(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+        progress: bool,
+    ) -> Result<Option<Vec<ProductVectors>>, TrainError> {
+        if self.frozen.is_none() {
+            return Ok(None);
+        }
+        let cache = cache_stacks(&self.model, tokenizer, &self.config, stacks, progress)?;
+        self.frozen_vectors(&cache)
+    }
+
+    /// The base's review vectors of every cached stack, when the adapter keeps the base.
+    fn frozen_vectors(
+        &self,
+        cache: &FeatureCache,
+    ) -> Result<Option<Vec<ProductVectors>>, TrainError> {
+        match &self.frozen {
+            Some(base) => {
+                let all: Vec<usize> = (0..cache.products.len()).collect();
+                let device = encoder_device(&self.model.encoder);
+                Ok(Some(frozen_review_vectors(base, cache, &all, &device)?))
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -1241,16 +1246,24 @@ pub fn predict_probabilities(
     config: &TrainConfig,
     stacks: &[&[String]],
 ) -> Result<Vec<Vec<f32>>, TrainError> {
-    let device = encoder_device(&model.encoder);
     let cache = cache_stacks(model, tokenizer, config, stacks, false)?;
-    let all: Vec<usize> = (0..stacks.len()).collect();
+    all_probabilities(model, config, &cache)
+}
+
+/// The encoder's probabilities of every stack in `cache`, in order.
+fn all_probabilities(
+    model: &TagModel,
+    config: &TrainConfig,
+    cache: &FeatureCache,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let all: Vec<usize> = (0..cache.products.len()).collect();
     cached_probabilities(
         model,
-        &cache,
+        cache,
         &all,
         config.pooling,
         config.eval_batch_size,
-        &device,
+        &encoder_device(&model.encoder),
     )
 }
 

@@ -170,6 +170,12 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-6, "max |Δp| = {diff}");
+    // Without a frozen view there is no base kept and no vectors to read.
+    assert!(trained.frozen.is_none());
+    let none = trained
+        .base_vectors(&base.tokenizer, &stacks, false)
+        .expect("base vectors");
+    assert!(none.is_none());
 
     // Resume after the last epoch only re-evaluates: same best epoch, nothing retrained.
     let resumed = train(&base, &pool, &rows, &cfg, &out, true).expect("resume");
@@ -226,6 +232,12 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         .expect("encoder outputs");
     assert_eq!(outputs.probabilities, encoder);
     let vectors = outputs.vectors.expect("frozen vectors");
+    // The vectors-only pass gives the same vectors.
+    let alone = trained
+        .base_vectors(&base.tokenizer, &stacks, false)
+        .expect("base vectors")
+        .expect("the adapter keeps the base");
+    assert_eq!(alone, vectors);
     for (v, stack) in vectors.iter().zip(&stacks) {
         assert_eq!(v.len(), stack.len());
         assert!(
