@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, UnknownTagPolicy};
-use lamoda_model::burn::module::Module;
 use lamoda_trainer::{Progress, TrainConfig, train_category};
 
 use crate::common::{DataRootArgs, project};
@@ -245,10 +244,7 @@ fn retune(
     config.tune_thresholds = wanted.tune_thresholds;
     config.tune_global_threshold = wanted.tune_global_threshold;
     config.lexical = wanted.lexical.clone();
-    let frozen_view = config.lexical.as_ref().is_some_and(|l| l.frozen_view);
-    if frozen_view {
-        adapter.frozen = Some(base.encoder.valid());
-    }
+    adapter.keep_base_for(config.lexical.as_ref(), base);
     let s = lamoda_data::train_dev_split(&rows.rows, split);
     let train: Vec<&lamoda_data::ReviewStack> = s.train.iter().map(|&i| &rows.rows[i]).collect();
     let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
@@ -261,7 +257,7 @@ fn retune(
     let dev_outputs = adapter.encoder_outputs(&base.tokenizer, &dev_stacks, bars)?;
     // The frozen view also needs the training products' review vectors: a pass of the
     // whole base over them.
-    let train_vectors = if frozen_view {
+    let train_vectors = if adapter.frozen.is_some() {
         if progress == Progress::Lines {
             eprintln!("{category}: reading {} training products", train.len());
         }

@@ -15,7 +15,7 @@
 
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 
-use crate::lexical::sigmoid;
+use crate::lexical::{frequency_logit, sigmoid};
 use crate::moments::Moments;
 use crate::train::{TrainError, to_vec};
 
@@ -115,11 +115,7 @@ impl FrozenView {
         // Parameters: w `[dim, n_tags]` row-major (so x · w gives per-review logits), b.
         let mut w = vec![0f64; dim * n_tags];
         let mut b: Vec<f64> = (0..n_tags)
-            .map(|t| {
-                let f =
-                    (y.iter().map(|row| row[t]).sum::<f64>() / n_products).clamp(1e-3, 1.0 - 1e-3);
-                (f / (1.0 - f)).ln()
-            })
+            .map(|t| frequency_logit(y.iter().map(|row| row[t]).sum::<f64>() / n_products, 1e-3))
             .collect();
         let mut adam_w = Adam::new(w.len());
         let mut adam_b = Adam::new(n_tags);
@@ -143,8 +139,10 @@ impl FrozenView {
                 let end = start + owner[start..].iter().take_while(|&&o| o == p).count();
                 for t in 0..n_tags {
                     let col = (start..end).map(|r| s[r * n_tags + t]);
-                    let max = col.clone().fold(f64::NEG_INFINITY, f64::max);
-                    let den: f64 = col.map(|v| (v - max).exp()).sum();
+                    // A product's reviews are never an empty run.
+                    let Some((max, den)) = max_and_exp_sum(col) else {
+                        continue;
+                    };
                     let logit = max + (den / (end - start) as f64).ln();
                     let g = (sigmoid(logit) - y[p][t]) / n_products;
                     for r in start..end {
@@ -212,9 +210,15 @@ impl FrozenView {
 
 /// `log(mean(e^z))`, or `None` for no values.
 fn log_mean_exp(z: &[f64]) -> Option<f64> {
-    let max = z.iter().copied().reduce(f64::max)?;
-    let den: f64 = z.iter().map(|v| (v - max).exp()).sum();
+    let (max, den) = max_and_exp_sum(z.iter().copied())?;
     Some(max + (den / z.len() as f64).ln())
+}
+
+/// The largest value `m` and `Σ e^(z − m)`: the overflow-safe parts of a log-sum-exp,
+/// whose softmax weights are `e^(z − m) / Σ`. `None` for no values.
+fn max_and_exp_sum(z: impl Iterator<Item = f64> + Clone) -> Option<(f64, f64)> {
+    let max = z.clone().reduce(f64::max)?;
+    Some((max, z.map(|v| (v - max).exp()).sum()))
 }
 
 /// Adam's moments for one parameter vector (β₁ 0.9, β₂ 0.999, ε 1e-8, bias-corrected).

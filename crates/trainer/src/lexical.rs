@@ -764,22 +764,21 @@ impl LexicalModel {
                 ));
             }
         };
-        let second = if file.settings.second_stage {
-            let width = (views.len() + usize::from(frozen.is_some())) * t;
-            Some(SecondStage {
-                weights: rows_of(read("second_weight", &[t, width])?, width),
-                bias: read("second_bias", &[t])?,
-            })
-        } else {
-            None
-        };
-        Ok(Self {
+        let mut model = Self {
             settings: file.settings,
             tags: file.tags,
             first,
             frozen,
-            second,
-        })
+            second: None,
+        };
+        if model.settings.second_stage {
+            let width = model.n_views() * t;
+            model.second = Some(SecondStage {
+                weights: rows_of(read("second_weight", &[t, width])?, width),
+                bias: read("second_bias", &[t])?,
+            });
+        }
+        Ok(model)
     }
 
     /// Remove a branch's files from `dir` (none there is fine).
@@ -818,6 +817,13 @@ fn frozen_input(
         ))),
         Some(v) => Ok(Some(v)),
     }
+}
+
+/// The logit of a frequency `f`, clamped into `[eps, 1 − eps]` first so that a tag seen
+/// always or never gets a finite intercept.
+pub(crate) fn frequency_logit(f: f64, eps: f64) -> f64 {
+    let p = f.clamp(eps, 1.0 - eps);
+    (p / (1.0 - p)).ln()
 }
 
 /// The logistic function, without overflow for large negative `z`.
@@ -928,8 +934,7 @@ fn fit_logistic(
 ) -> (Vec<f64>, f64) {
     let mut w = vec![0.0; n_features];
     let mean = y.iter().sum::<f64>() / y.len().max(1) as f64;
-    let p = mean.clamp(1e-4, 1.0 - 1e-4);
-    let mut b = (p / (1.0 - p)).ln();
+    let mut b = frequency_logit(mean, 1e-4);
     if mean <= 0.0 || mean >= 1.0 {
         // A tag always (or never) present: nothing to learn beyond the intercept.
         return (w, b);
@@ -1020,6 +1025,20 @@ mod tests {
 
     fn docs(texts: &[&str]) -> Vec<Vec<String>> {
         texts.iter().map(|t| vec![t.to_string()]).collect()
+    }
+
+    #[test]
+    fn frequency_logit_inverts_the_sigmoid_and_clamps_the_ends() {
+        assert_eq!(frequency_logit(0.5, 1e-3), 0.0);
+        // ln(0.2 / 0.8) = −ln 4.
+        assert!((frequency_logit(0.2, 1e-3) + 4f64.ln()).abs() < 1e-12);
+        for f in [0.01, 0.3, 0.9] {
+            assert!((sigmoid(frequency_logit(f, 1e-4)) - f).abs() < 1e-12);
+        }
+        // A tag never or always seen gets ±ln((1 − ε) / ε), not an infinity.
+        let end = (0.999f64 / 0.001).ln();
+        assert!((frequency_logit(0.0, 1e-3) + end).abs() < 1e-9);
+        assert!((frequency_logit(1.0, 1e-3) - end).abs() < 1e-9);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use lamoda_model::{BaseInfo, Encoder, HeadSpec, LoadedBase, ModelError, TagModel
 
 use crate::evaluate::{evaluate_prior, evaluate_probabilities, gold_indices};
 use crate::frozen_view::ProductVectors;
-use crate::lexical::LexicalModel;
+use crate::lexical::{LexicalModel, LexicalSettings};
 use crate::metrics::Metrics;
 use crate::moments::Moments;
 use crate::prior::FrequencyPrior;
@@ -1165,6 +1165,14 @@ impl TrainedAdapter {
         self.frozen_vectors(&cache)
     }
 
+    /// Keep `base` (the encoder without LoRA) exactly when a lexical branch with
+    /// `settings` reads the frozen view; drop it otherwise.
+    pub fn keep_base_for(&mut self, settings: Option<&LexicalSettings>, base: &LoadedBase) {
+        self.frozen = settings
+            .is_some_and(|s| s.frozen_view)
+            .then(|| base.encoder.valid());
+    }
+
     /// The base's review vectors of every cached stack, when the adapter keeps the base.
     fn frozen_vectors(
         &self,
@@ -1203,9 +1211,7 @@ pub fn load_trained(dir: &Path, base: &LoadedBase) -> Result<TrainedAdapter, Tra
                 reason: "its tags differ from the adapter head's".into(),
             });
         }
-        if lexical.needs_vectors() {
-            adapter.frozen = Some(base.encoder.valid());
-        }
+        adapter.keep_base_for(Some(&lexical.settings), base);
         adapter.lexical = Some(lexical);
     }
     Ok(adapter)

@@ -238,6 +238,18 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         .expect("base vectors")
         .expect("the adapter keeps the base");
     assert_eq!(alone, vectors);
+    // Settings without the frozen view (or no branch) drop the base; with it, keep it.
+    let mut refit = load_trained(&report.dir, &base).expect("load adapter");
+    let without = LexicalSettings {
+        frozen_view: false,
+        ..lexical.settings.clone()
+    };
+    refit.keep_base_for(Some(&without), &base);
+    assert!(refit.frozen.is_none());
+    refit.keep_base_for(Some(&lexical.settings), &base);
+    assert!(refit.frozen.is_some());
+    refit.keep_base_for(None, &base);
+    assert!(refit.frozen.is_none());
     for (v, stack) in vectors.iter().zip(&stacks) {
         assert_eq!(v.len(), stack.len());
         assert!(
