@@ -550,11 +550,6 @@ impl LexicalModel {
         self.first.len() + usize::from(self.frozen.is_some())
     }
 
-    /// Whether [`LexicalModel::probabilities`] needs the products' frozen review vectors.
-    pub fn needs_vectors(&self) -> bool {
-        self.frozen.is_some()
-    }
-
     /// Probabilities `[product][tag]` for review stacks (through the second stage when
     /// there is one); `vectors` are the products' frozen review vectors, needed when the
     /// branch has the frozen view.

@@ -226,7 +226,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         .probabilities(&base.tokenizer, &stacks)
         .expect("fused");
     // The frozen view reads the base's review vectors: one per review, of its width.
-    assert!(trained.frozen.is_some() && lexical.needs_vectors());
+    assert!(trained.frozen.is_some() && lexical.frozen.is_some());
     let outputs = trained
         .encoder_outputs(&base.tokenizer, &stacks, false)
         .expect("encoder outputs");
