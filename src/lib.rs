@@ -1,6 +1,7 @@
 //! Lamoda Tags' project layout: where the routing table, the etalon pools,
 //! the split and the data live, loaded and validated in one place for every
-//! binary (`cargo xtask`, `predict-tags`) and the end-to-end tests in `tests/`.
+//! developer command (`cargo xtask`) and the end-to-end tests in `tests/`. `predict-tags`
+//! needs none of it: it reads a model bundle.
 
 use std::path::{Path, PathBuf};
 
@@ -44,13 +45,6 @@ pub struct Project {
 }
 
 impl Project {
-    /// The project whose sources this binary was built from.
-    pub fn from_build() -> Self {
-        Project {
-            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        }
-    }
-
     /// A project rooted at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Project { root: root.into() }

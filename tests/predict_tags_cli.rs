@@ -1,14 +1,21 @@
 //! The `predict-tags` binary: exit codes and one-line messages for usage and runtime
-//! errors, and real answers (text and JSON) from a tiny random base with adapters for the
-//! repository's bags and accs pools, written by the test.
+//! errors, real answers (text and JSON) from a tiny random bundle with adapters for the
+//! repository's bags and accs pools, written by the test; the binary and bundle copied
+//! elsewhere and run from there; batch tagging of a table (batched = one by one, bad rows,
+//! kill and resume, shards).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lamoda_data::Category;
 use lamoda_inference::lamoda_model::{default_device, load_hf_dir};
-use lamoda_inference::testing::{write_fixed_adapter, write_tiny_base};
 use lamoda_tags::Project;
+use lamoda_testkit::{bundle_tiny, routing_toml, write_fixed_adapter, write_tiny_base};
+
+/// The project checkout these tests run in.
+fn project() -> Project {
+    Project::at(env!("CARGO_MANIFEST_DIR"))
+}
 
 const BIN: &str = env!("CARGO_BIN_EXE_predict-tags");
 
@@ -29,7 +36,8 @@ fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
     write_tiny_base(&base_dir, 3).expect("write tiny base");
     let base = load_hf_dir(&base_dir, &default_device()).expect("load tiny base");
     let model_dir = dir.join("adapters");
-    let project = Project::from_build();
+    let project = project();
+    let mut pools = Vec::new();
     for (category, head) in [
         (Category::Bags, vec![0.93, 0.81, 0.64]),
         (Category::Accs, vec![0.7]),
@@ -39,13 +47,24 @@ fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
         let mut probs = vec![rest; pool.len()];
         probs[..head.len()].copy_from_slice(&head);
         write_fixed_adapter(&base, &model_dir, &pool, &probs, None).expect("write adapter");
+        pools.push(pool);
     }
+    let routing = routing_toml(
+        Category::Accs,
+        &[("Bags", Category::Bags), ("Accs", Category::Accs)],
+    );
+    let pools: Vec<_> = pools.iter().collect();
+    bundle_tiny(&model_dir, &base, &routing, &pools).expect("bundle");
     (base_dir, model_dir)
 }
 
+/// `predict-tags` with `args`, the model and base variables of the caller's environment
+/// removed.
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
+        .env_remove("LAMODA_MODEL")
+        .env_remove("LAMODA_BASE")
         .output()
         .expect("run predict-tags")
 }
@@ -106,10 +125,18 @@ fn unknown_model_dir_exits_1_naming_it() {
     ]);
     assert_fails(&out, 1, &["no-such-adapters", "--model"]);
 
-    // A directory without any adapter is named too.
+    // A directory that is not a bundle is named too, with the command that makes one.
     let dir_s = dir.to_string_lossy().into_owned();
     let out = run(&["--text", "x", "--good-type", "Shoes", "--model", &dir_s]);
-    assert_fails(&out, 1, &["unknown_model_dir", "no adapters"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "unknown_model_dir",
+            "not a model bundle",
+            "cargo xtask bundle",
+        ],
+    );
 }
 
 #[test]
@@ -128,6 +155,24 @@ fn missing_base_exits_1_saying_how_to_fetch() {
         "--base",
         &no_base,
     ]);
+    assert_fails(
+        &out,
+        1,
+        &["no-base", "lamoda_testkit::write_tiny_base", "--base DIR"],
+    );
+
+    // The shipped bundle names the command that fetches its base.
+    let shipped = project().adapters_dir().to_string_lossy().into_owned();
+    let out = run(&[
+        "--text",
+        "Кроссовки",
+        "--good-type",
+        "Shoes",
+        "--model",
+        &shipped,
+        "--base",
+        &no_base,
+    ]);
     assert_fails(&out, 1, &["no-base", "cargo xtask fetch-base e5-small"]);
 }
 
@@ -139,18 +184,26 @@ fn runtime_errors_exit_1() {
         base_dir.to_string_lossy().into_owned(),
         model_dir.to_string_lossy().into_owned(),
     );
-    // No shoes adapter in the model dir.
+    // A routing table that sends Shoes to a category the bundle lacks is refused on load.
+    let routing = model_dir.join("routing.toml");
+    let table = std::fs::read_to_string(&routing).expect("read routing");
+    std::fs::write(&routing, format!("{table}Shoes = \"shoes\"\n")).expect("write routing");
     let out = run(&[
         "--text",
         "x",
         "--good-type",
-        "Shoes",
+        "Bags",
         "--model",
         &model,
         "--base",
         &base,
     ]);
-    assert_fails(&out, 1, &["shoes", "no adapter"]);
+    assert_fails(
+        &out,
+        1,
+        &["routing.toml", "\"Shoes\"", "`shoes`", "no adapter"],
+    );
+    std::fs::write(&routing, table).expect("restore routing");
     // A reviews file without reviews, and one that does not exist.
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n  \n").expect("write");
@@ -178,7 +231,7 @@ fn tags_reviews_with_a_tiny_model() {
         base_dir.to_string_lossy().into_owned(),
         model_dir.to_string_lossy().into_owned(),
     );
-    let project = Project::from_build();
+    let project = project();
     let bags = project.pool(Category::Bags).expect("bags pool");
     let accs = project.pool(Category::Accs).expect("accs pool");
     let with_model = |args: &[&str]| {
@@ -252,4 +305,345 @@ fn tags_reviews_with_a_tiny_model() {
     for (entry, tag) in probs.iter().zip(&bags.tags) {
         assert_eq!(entry["tag"], tag.as_str());
     }
+}
+
+/// A JSONL table of `n` products: SKUs `P0000`…, good types cycling through Bags, Accs
+/// and Toys (a fallback), 1–3 reviews of letter words each.
+fn jsonl_table(path: &Path, n: usize) {
+    let good_types = ["Bags", "Accs", "Toys"];
+    let mut text = String::new();
+    for i in 0..n {
+        let reviews: Vec<String> = (0..1 + i % 3)
+            .map(|r| format!("отзыв {i} {r} {}", "абв".repeat(1 + (i + r) % 4)))
+            .collect();
+        let line = serde_json::json!({
+            "sku": format!("P{i:04}"),
+            "good_type": good_types[i % 3],
+            "reviews": reviews,
+        });
+        text.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(path, text).expect("write table");
+}
+
+/// The output lines of a batch run, parsed (every line must parse).
+fn output_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("read output");
+    assert!(text.is_empty() || text.ends_with('\n'), "a cut last line");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("corrupt line {l:?}: {e}")))
+        .collect()
+}
+
+fn skus(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|v| v["sku"].as_str().expect("sku").to_owned())
+        .collect()
+}
+
+#[test]
+fn batch_tags_a_table_like_one_product_at_a_time() {
+    let dir = scratch("batch_table");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    // The CSV layout of reviews_sampled.csv (extra columns ignored), with one bad row.
+    let csv = dir.join("products.csv");
+    std::fs::write(
+        &csv,
+        "product_sku,comment_id,comment_text,name,good_type,good_subtype\n\
+         S1,\"[1]\",\"[\"\"Вместительная\"\", \"\"лёгкая\"\"]\",Сумка,Bags,x\n\
+         S2,\"[2]\",\"[\"\"Милая\"\"]\",Игрушка,Toys,x\n\
+         S3,\"[3]\",not a list,Брошь,Jewellery,x\n\
+         S4,\"[4]\",\"[\"\"Удобная\"\"]\",Ремень,Accs,x\n",
+    )
+    .expect("write csv");
+    let csv_s = csv.to_string_lossy().into_owned();
+    let out = dir.join("tags.jsonl");
+    let out_s = out.to_string_lossy().into_owned();
+    let batch = |extra: &[&str]| {
+        let mut args = vec![
+            "--input", &csv_s, "--out", &out_s, "--model", &model, "--base", &base,
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+
+    // Default: the bad row stops the run, naming file, row and field; the rows before it
+    // are written.
+    let failed = batch(&[]);
+    assert_fails(
+        &failed,
+        1,
+        &["products.csv row 4", "`comment_text`", "--on-error skip"],
+    );
+    assert_eq!(skus(&output_lines(&out)), ["S1", "S2"]);
+
+    // With skip: listed in the side file, the rest tagged, the earlier lines kept.
+    let skipped = batch(&["--on-error", "skip"]);
+    assert_eq!(
+        skipped.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr(&skipped)
+    );
+    assert!(
+        stderr(&skipped).contains("2 already there"),
+        "{}",
+        stderr(&skipped)
+    );
+    let lines = output_lines(&out);
+    assert_eq!(skus(&lines), ["S1", "S2", "S4"]);
+    let side = std::fs::read_to_string(dir.join("tags.jsonl.errors.jsonl")).expect("side file");
+    let bad: Vec<serde_json::Value> = side
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(
+        (bad[0]["row"].as_u64(), bad[0]["field"].as_str()),
+        (Some(4), Some("comment_text"))
+    );
+    assert_eq!(bad[0]["sku"], "S3");
+
+    // Each line: category, fallback, tags and every pool tag's probability in pool order,
+    // equal to what the one-product command says.
+    let bags = project().pool(Category::Bags).expect("bags pool");
+    assert_eq!(lines[0]["category"], "bags");
+    assert_eq!(lines[1]["category"], "accs");
+    assert_eq!(lines[1]["fallback"], true);
+    let probs = lines[0]["probabilities"]
+        .as_object()
+        .expect("probabilities");
+    assert_eq!(probs.len(), bags.len());
+    let reviews = dir.join("s1.json");
+    std::fs::write(&reviews, r#"["Вместительная", "лёгкая"]"#).expect("write");
+    let reviews_s = reviews.to_string_lossy().into_owned();
+    let one = run(&[
+        "--reviews",
+        &reviews_s,
+        "--good-type",
+        "Bags",
+        "--json",
+        "--model",
+        &model,
+        "--base",
+        &base,
+    ]);
+    let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("json");
+    assert_eq!(one["tags"], lines[0]["tags"]);
+    for entry in one["probabilities"].as_array().expect("list") {
+        let tag = entry["tag"].as_str().expect("tag");
+        let a = entry["probability"].as_f64().expect("p");
+        let b = probs[tag].as_f64().expect("p");
+        assert!((a - b).abs() < 1e-6, "{tag}: {a} vs {b}");
+    }
+
+    // An unknown column layout is one clear line.
+    let wrong = dir.join("wrong.csv");
+    std::fs::write(&wrong, "sku,text\nA,b\n").expect("write");
+    let wrong_s = wrong.to_string_lossy().into_owned();
+    let out2 = dir.join("wrong.jsonl").to_string_lossy().into_owned();
+    let res = run(&[
+        "--input", &wrong_s, "--out", &out2, "--model", &model, "--base", &base,
+    ]);
+    assert_fails(
+        &res,
+        1,
+        &["wrong.csv row 1", "unknown column layout", "product_sku"],
+    );
+}
+
+#[test]
+fn a_killed_batch_run_resumes_without_loss_or_duplicates_and_shards_split_the_table() {
+    let dir = scratch("batch_resume");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    let n = 400;
+    let table = dir.join("table.jsonl");
+    jsonl_table(&table, n);
+    let table_s = table.to_string_lossy().into_owned();
+    let out = dir.join("tags.jsonl");
+    let out_s = out.to_string_lossy().into_owned();
+    let args = [
+        "--input",
+        &table_s,
+        "--out",
+        &out_s,
+        "--model",
+        &model,
+        "--base",
+        &base,
+        "--batch-size",
+        "2",
+    ];
+
+    // Start, wait for some lines, kill it hard.
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("LAMODA_MODEL")
+        .env_remove("LAMODA_BASE")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    loop {
+        let written = std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if written >= 20 || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let before = std::fs::read_to_string(&out).expect("output");
+    let kept = before.lines().count();
+    assert!(kept > 0 && kept < n, "the kill came at {kept} of {n} lines");
+    // A kill in the middle of a write leaves a cut line: make sure there is one.
+    let mut cut = before.trim_end_matches('\n').to_owned();
+    cut.push_str("\n{\"sku\":\"P9999\",\"good_type\":\"Ba");
+    std::fs::write(&out, &cut).expect("write cut line");
+
+    let rerun = run(&args);
+    assert_eq!(rerun.status.code(), Some(0), "stderr: {}", stderr(&rerun));
+    let msg = stderr(&rerun);
+    assert!(msg.contains(&format!("{kept} already there")), "{msg}");
+    assert!(msg.contains("a last line cut short was redone"), "{msg}");
+    let lines = output_lines(&out);
+    let mut all = skus(&lines);
+    assert_eq!(all.len(), n, "one line per product");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no SKU twice");
+    // A third run has nothing to do.
+    let again = run(&args);
+    assert!(
+        stderr(&again).contains("tagged 0 products"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(output_lines(&out).len(), n);
+
+    // Two shards: disjoint, together the whole table.
+    let mut union = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let part = dir.join(format!("shard{}.jsonl", &shard[..1]));
+        let part_s = part.to_string_lossy().into_owned();
+        let res = run(&[
+            "--input", &table_s, "--out", &part_s, "--model", &model, "--base", &base, "--shard",
+            shard,
+        ]);
+        assert_eq!(res.status.code(), Some(0), "stderr: {}", stderr(&res));
+        let part_skus = skus(&output_lines(&part));
+        assert!(
+            part_skus.len() > n / 4 && part_skus.len() < 3 * n / 4,
+            "{}",
+            part_skus.len()
+        );
+        union.extend(part_skus);
+    }
+    assert_eq!(union.len(), n);
+    union.sort();
+    union.dedup();
+    assert_eq!(union.len(), n, "the shards overlap");
+    let res = run(&[
+        "--input", &table_s, "--out", &out_s, "--shard", "2/2", "--model", &model,
+    ]);
+    assert_fails(&res, 2, &["--shard", "0 ≤ I < N"]);
+}
+
+#[test]
+fn a_copied_binary_and_bundle_work_from_another_directory() {
+    // Outside the checkout (whose adapters/ the binary would otherwise find above itself).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (base_dir, model_dir) = tiny_model(dir);
+    // An install: the binary in <root>/bin, the bundle in <root>/adapters, the base in
+    // <root>/base, recorded relative to the bundle; nothing of the checkout is used.
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    let bin = root.join("bin").join("predict-tags");
+    std::fs::copy(BIN, &bin).expect("copy binary");
+    let copy_dir = |from: &Path, to: &Path| {
+        for entry in walk(from) {
+            let target = to.join(entry.strip_prefix(from).expect("prefix"));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&entry, &target).expect("copy");
+        }
+    };
+    copy_dir(&model_dir, &root.join("adapters"));
+    copy_dir(&base_dir, &root.join("base"));
+    let manifest = root.join("adapters/bundle.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).expect("read")).expect("json");
+    m["base"]["default_dir"] = "../base".into();
+    std::fs::write(&manifest, m.to_string()).expect("write");
+    std::fs::remove_dir_all(&model_dir).expect("remove the originals");
+    std::fs::remove_dir_all(&base_dir).expect("remove the originals");
+
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let tag = |cmd: &mut Command| {
+        let out = cmd
+            .args(["--text", "Вместительная сумка", "--good-type", "Bags"])
+            .current_dir(&elsewhere)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        stdout(&out)
+    };
+    // A command without the caller's model and base variables.
+    let fresh = |bin: &Path| {
+        let mut cmd = Command::new(bin);
+        cmd.env_remove("LAMODA_MODEL").env_remove("LAMODA_BASE");
+        cmd
+    };
+    // Found beside the executable, base from the bundle's record.
+    let found = tag(&mut fresh(&bin));
+    assert!(found.starts_with("category: bags\n"), "{found}");
+    // The same through --model and through LAMODA_MODEL / LAMODA_BASE.
+    let bundle = root.join("adapters");
+    assert_eq!(tag(fresh(&bin).arg("--model").arg(&bundle)), found);
+    let moved = dir.join("moved-bin");
+    std::fs::create_dir_all(&moved).expect("mkdir");
+    let lone = moved.join("predict-tags");
+    std::fs::copy(&bin, &lone).expect("copy");
+    assert_eq!(
+        tag(fresh(&lone)
+            .env("LAMODA_MODEL", &bundle)
+            .env("LAMODA_BASE", root.join("base"))),
+        found
+    );
+    // Nowhere to find a bundle: one line naming the ways to give one.
+    let out = fresh(&lone)
+        .args(["--text", "x", "--good-type", "Bags"])
+        .current_dir(&elsewhere)
+        .output()
+        .expect("run");
+    assert_fails(&out, 1, &["no model bundle", "--model DIR", "LAMODA_MODEL"]);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

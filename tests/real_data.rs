@@ -10,13 +10,17 @@ use lamoda_data::{
     Category, UnknownTagPolicy, load_products, load_tag_mappings, load_tag_pools,
     load_test_examples, train_dev_split,
 };
+use lamoda_metrics::{FrequencyPrior, evaluate_prior};
 use lamoda_tags::{DATA_ENV, DataDir, Project};
-use lamoda_trainer::{FrequencyPrior, evaluate_prior};
 
 fn data() -> DataDir {
     let root = std::env::var_os(DATA_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Project::from_build().root().join("../shared/lamoda"));
+        .unwrap_or_else(|| {
+            Project::at(env!("CARGO_MANIFEST_DIR"))
+                .root()
+                .join("../shared/lamoda")
+        });
     assert!(
         root.join("labeled").is_dir(),
         "reference data not found at {}: set {DATA_ENV}",
@@ -27,7 +31,7 @@ fn data() -> DataDir {
 
 #[test]
 fn every_pool_covers_its_labeled_file() {
-    let project = Project::from_build();
+    let project = Project::at(env!("CARGO_MANIFEST_DIR"));
     let data = data();
     assert_eq!(data.categories().expect("labeled files"), Category::ALL);
     for category in Category::ALL {
@@ -52,7 +56,7 @@ fn every_pool_covers_its_labeled_file() {
 
 #[test]
 fn row_counts_match_the_data_readme() {
-    let project = Project::from_build();
+    let project = Project::at(env!("CARGO_MANIFEST_DIR"));
     let data = data();
     let expected = [
         (Category::Accs, 1780),
@@ -124,7 +128,7 @@ fn independent_prior_f1(tags: &[Vec<String>]) -> f64 {
 
 #[test]
 fn prior_matches_an_independent_count() {
-    let project = Project::from_build();
+    let project = Project::at(env!("CARGO_MANIFEST_DIR"));
     let data = data();
     for category in Category::ALL {
         let pool = project.pool(category).expect("pool");

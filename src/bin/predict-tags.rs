@@ -1,26 +1,38 @@
-//! `predict-tags`: tags a product's reviews with the trained adapters.
+//! `predict-tags`: tags a product's reviews, or a whole product table, with a model bundle.
 //!
 //! `predict-tags --text "Отличные кроссовки, легкие и удобные" --good-type Shoes` prints
 //! `category: shoes` (with ` (fallback)` when the good type has no route of its own),
 //! then one `tag<TAB>probability` line per predicted tag, most probable first; `--json`
-//! prints one JSON object instead.
+//! prints one JSON object instead. `predict-tags --input products.csv --out tags.jsonl`
+//! tags a table (see `lamoda_inference::batch`), resumably.
 //!
-//! Errors are one line on stderr: exit code 2 for usage errors, 1 for everything else.
+//! The bundle is `--model DIR`, else `$LAMODA_MODEL`, else the `adapters/` bundle of the
+//! project checkout the command runs in (looked for above the current directory, then
+//! above the executable). The base is `--base DIR`, else `$LAMODA_BASE`, else the bundle's
+//! recorded default. Errors are one line on stderr: exit code 2 for usage errors, 1 for
+//! everything else.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::IsTerminal as _;
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
+use lamoda_inference::batch::{
+    BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
+};
+use lamoda_inference::format::BUNDLE_FILE;
 use lamoda_inference::{InferenceError, Prediction, Request, Tagger};
-use lamoda_tags::Project;
 
 /// Tags a product's reviews: the good type picks the category's adapter, which gives a
 /// probability for every tag of the category's pool; the tags that pass are printed.
 #[derive(Parser, Debug)]
 #[command(name = "predict-tags", version)]
-#[command(group(ArgGroup::new("input").required(true).args(["text", "reviews"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["text", "reviews", "input"])))]
 struct Cli {
     /// One review text.
     #[arg(long, value_parser = non_blank)]
@@ -28,15 +40,42 @@ struct Cli {
     /// A file of reviews: a JSON list of strings, or one review per line.
     #[arg(long, value_name = "FILE")]
     reviews: Option<PathBuf>,
+    /// A product table to tag: CSV in the reviews_sampled.csv layout (product_sku,
+    /// comment_text as a JSON list, good_type) or JSON lines of {"sku", "good_type",
+    /// "reviews"}; needs --out.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "out",
+        conflicts_with = "good_type"
+    )]
+    input: Option<PathBuf>,
+    /// Where --input's tags go: one JSON line per product. A rerun skips the products
+    /// already there (and redoes a last line cut by a kill).
+    #[arg(long, value_name = "FILE", requires = "input")]
+    out: Option<PathBuf>,
+    /// Products per encoder batch with --input.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// With --input: tag only shard I of N (0-based), split by a stable hash of the SKU,
+    /// so N machines' outputs concatenate to one line per product.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// With --input: what a bad row does: `fail` stops the run, `skip` lists it in
+    /// <out>.errors.jsonl and goes on.
+    #[arg(long, value_name = "fail|skip", default_value = "fail", value_parser = parse_on_error)]
+    on_error: OnError,
     /// The product's Lamoda good type (Shoes, Clothes, Bags, Beauty_Accs, Accs,
-    /// Home_Accs; others fall back to accs).
-    #[arg(long)]
-    good_type: String,
-    /// Directory of trained adapters, `<category>/` each [default: <project>/adapters].
-    #[arg(long, value_name = "DIR")]
+    /// Home_Accs; others fall back to accs). Needed with --text and --reviews.
+    #[arg(long, required_unless_present = "input")]
+    good_type: Option<String>,
+    /// The model bundle [default: $LAMODA_MODEL, else the adapters/ of the checkout this
+    /// runs in].
+    #[arg(long, value_name = "DIR", env = "LAMODA_MODEL")]
     model: Option<PathBuf>,
-    /// The base model's HF directory [default: <project>/models/e5-small].
-    #[arg(long, value_name = "DIR")]
+    /// The base model's HF directory [default: $LAMODA_BASE, else the bundle's recorded
+    /// default].
+    #[arg(long, value_name = "DIR", env = "LAMODA_BASE")]
     base: Option<PathBuf>,
     /// One threshold for every tag (0..=1), instead of the adapters' saved per-tag
     /// thresholds (or 0.5 where none were saved).
@@ -53,6 +92,14 @@ fn non_blank(text: &str) -> Result<String, String> {
         return Err("the review text is empty".into());
     }
     Ok(text.to_owned())
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse()
+}
+
+fn parse_on_error(text: &str) -> Result<OnError, String> {
+    text.parse()
 }
 
 fn probability(text: &str) -> Result<f32, String> {
@@ -105,34 +152,128 @@ fn clap_error_line(rendered: &str) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let reviews = match (&cli.text, &cli.reviews) {
-        (Some(text), _) => vec![text.clone()],
-        (None, Some(file)) => read_reviews(file)?,
-        (None, None) => bail!("give --text TEXT or --reviews FILE"),
+    let model_dir = match &cli.model {
+        Some(dir) => dir.clone(),
+        None => find_checkout_bundle()?,
     };
-    let project = Project::from_build();
-    let model_dir = cli
-        .model
-        .clone()
-        .unwrap_or_else(|| project.root().join("adapters"));
-    let base_dir = cli
-        .base
-        .clone()
-        .unwrap_or_else(|| project.root().join("models").join("e5-small"));
-    let routing = project.routing()?;
-    let mut tagger = match Tagger::open(&base_dir, &model_dir, routing, &project.etalon_dir()) {
+    let mut tagger = match Tagger::open(&model_dir, cli.base.as_deref()) {
         Ok(tagger) => tagger,
-        Err(err @ (InferenceError::NoModelDir { .. } | InferenceError::NoAdapters { .. })) => {
-            bail!("{err} (give the adapters' directory with --model DIR)")
+        Err(err @ InferenceError::NoModelDir { .. }) => {
+            bail!("{err} (give the bundle with --model DIR or LAMODA_MODEL)")
         }
         Err(err) => return Err(err.into()),
     };
     tagger.set_threshold(cli.threshold)?;
+    if let (Some(input), Some(out)) = (&cli.input, &cli.out) {
+        return tag_file(&tagger, input, out, &cli);
+    }
+    let reviews = match (&cli.text, &cli.reviews) {
+        (Some(text), _) => vec![text.clone()],
+        (None, Some(file)) => read_reviews(file)?,
+        (None, None) => bail!("give --text TEXT, --reviews FILE or --input FILE"),
+    };
+    let good_type = cli
+        .good_type
+        .clone()
+        .context("--good-type is needed with --text and --reviews")?;
     let prediction = tagger
-        .predict(&[Request::new(cli.good_type.clone(), reviews)])?
+        .predict(&[Request::new(good_type, reviews)])?
         .pop()
         .context("no prediction came back")?;
     print(&prediction, cli.json)
+}
+
+/// The `adapters/` bundle of the project checkout this runs in: the first
+/// `adapters/bundle.json` above the current directory, else above the executable.
+fn find_checkout_bundle() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok();
+    let starts: Vec<&Path> = cwd.iter().chain(exe.iter()).map(PathBuf::as_path).collect();
+    for start in &starts {
+        for dir in start.ancestors() {
+            let candidate = dir.join("adapters");
+            if candidate.join(BUNDLE_FILE).is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "no model bundle: give --model DIR or set LAMODA_MODEL (a project checkout has one in \
+         adapters/; none is above {})",
+        starts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )
+}
+
+/// `--input FILE --out FILE`: tags the table, with a progress bar on a terminal and a
+/// progress line every 10 s otherwise, then a summary line on stderr.
+fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &Cli) -> anyhow::Result<()> {
+    let options = BatchOptions {
+        batch_size: cli.batch_size as usize,
+        shard: cli.shard,
+        on_error: cli.on_error,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "tagging {bar:30} {pos}/{len} rows, {msg} [{elapsed_precise} < {eta_precise}]",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let mut last_line = Instant::now();
+    let summary = tag_table(tagger, input, out, &options, |p: BatchProgress| {
+        let rate = p.tagged as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_length(p.rows_total as u64);
+        bar.set_position(p.rows_done as u64);
+        bar.set_message(format!("{rate:.1} products/s"));
+        let due = last_line.elapsed() >= Duration::from_secs(10) || p.rows_done == p.rows_total;
+        if !terminal && due {
+            last_line = Instant::now();
+            eprintln!(
+                "tagged {} products, {}/{} rows read ({rate:.1} products/s)",
+                p.tagged, p.rows_done, p.rows_total
+            );
+        }
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
+    let mut line = format!(
+        "tagged {} products in {:.1} s ({:.1} products/s) into {}",
+        summary.tagged,
+        summary.seconds,
+        summary.tagged as f64 / summary.seconds.max(1e-9),
+        out.display()
+    );
+    if summary.already_done > 0 {
+        line += &format!("; {} already there", summary.already_done);
+    }
+    if summary.repaired_tail {
+        line += "; a last line cut short was redone";
+    }
+    if summary.bad_rows > 0 {
+        line += &format!(
+            "; {} bad rows listed in {}",
+            summary.bad_rows,
+            errors_path(out).display()
+        );
+    }
+    if summary.other_shards > 0 {
+        line += &format!("; {} rows of other shards", summary.other_shards);
+    }
+    if summary.duplicates > 0 {
+        line += &format!("; {} repeated SKUs skipped", summary.duplicates);
+    }
+    eprintln!("{line}");
+    Ok(())
 }
 
 /// `--reviews FILE`: a JSON list of strings, or one review per line (blank lines skipped).

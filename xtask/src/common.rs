@@ -1,9 +1,10 @@
 //! Arguments and helpers shared by the xtask commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use lamoda_inference::lamoda_model::lora::ADAPTER_CONFIG_FILE;
 use lamoda_tags::{DATA_ENV, DataDir, Project};
 
 /// Where the training data lives.
@@ -68,5 +69,80 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+/// Makes `model_dir` a bundle of the adapters in it, with the project's routing table and
+/// pools (`cargo xtask train` and `cargo xtask bundle`): every adapter must name the same
+/// base; the bundle's default base is the project's `models/e5-small/` (recorded relative
+/// to the bundle when it lies inside the project).
+pub fn write_project_bundle(model_dir: &Path) -> anyhow::Result<lamoda_inference::Bundle> {
+    use lamoda_inference::lamoda_model::TagModel;
+    let project = project();
+    let first = lamoda_data::Category::ALL
+        .into_iter()
+        .map(|c| model_dir.join(c.name()))
+        .find(|d| d.join(ADAPTER_CONFIG_FILE).is_file())
+        .with_context(|| format!("{}: no adapters to bundle", model_dir.display()))?;
+    let config = TagModel::read_adapter_config(&first)?;
+    let base_dir = project.base_dir();
+    let default_dir = relative_to(&base_dir, model_dir);
+    let base = lamoda_inference::BaseRef {
+        name: config.base_id,
+        sha256: config.base_sha256,
+        default_dir,
+        provide: "cargo xtask fetch-base e5-small".into(),
+    };
+    let bundle = lamoda_inference::write_bundle(model_dir, &base, &project.routing_path(), |c| {
+        lamoda_data::EtalonPool::path_in(&project.etalon_dir(), c)
+    })?;
+    Ok(bundle)
+}
+
+/// `target` relative to the directory `from` when both lie under one ancestor (as
+/// `../models/e5-small` from `adapters/`), else `target` absolute.
+fn relative_to(target: &Path, from: &Path) -> String {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (target, from) = (abs(target), abs(from));
+    let common = target
+        .components()
+        .zip(from.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common <= 1 {
+        return target.display().to_string();
+    }
+    let ups = from.components().count() - common;
+    let mut rel = PathBuf::new();
+    for _ in 0..ups {
+        rel.push("..");
+    }
+    for part in target.components().skip(common) {
+        rel.push(part);
+    }
+    rel.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths_are_relative_inside_one_tree() {
+        assert_eq!(
+            relative_to(Path::new("/p/models/e5-small"), Path::new("/p/adapters")),
+            "../models/e5-small"
+        );
+        assert_eq!(
+            relative_to(
+                Path::new("/p/models/e5-small"),
+                Path::new("/p/target/reproduce")
+            ),
+            "../../models/e5-small"
+        );
+        assert_eq!(
+            relative_to(Path::new("/p/models/e5-small"), Path::new("/q/out")),
+            "/p/models/e5-small"
+        );
     }
 }

@@ -2,18 +2,17 @@
 //! frequency prior.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lamoda_data::{
-    Category, DecodeConfig, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split,
-};
-use lamoda_model::LoadedBase;
+use std::io::IsTerminal as _;
+use std::time::Instant;
+
+use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
+use lamoda_inference::Tagger;
+use lamoda_metrics::{FrequencyPrior, Metrics, evaluate_prior, evaluate_probabilities};
 use lamoda_tags::DataDir;
-use lamoda_trainer::{
-    FrequencyPrior, Metrics, evaluate_prior, evaluate_probabilities, load_trained,
-};
 use serde::Serialize;
 
 use crate::common::{DataRootArgs, emit, project};
@@ -28,13 +27,12 @@ pub struct EvalArgs {
     /// training data). Without it, the dev split of the training data is used.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The model: a directory of trained adapters (`<DIR>/<category>/`, as written by
-    /// `cargo xtask train`) or `prior` (the frequency prior alone). Default: the project's
-    /// `adapters/`.
+    /// The model: a bundle (as written by `cargo xtask train` or `cargo xtask bundle`) or
+    /// `prior` (the frequency prior alone). Default: the project's `adapters/`.
     #[arg(long, value_name = "DIR|prior")]
     model: Option<String>,
     /// The base model directory the adapters were trained on (HF layout). Default: the
-    /// project's `models/e5-small/`.
+    /// bundle's recorded default (the project's `models/e5-small/`).
     #[arg(long, value_name = "DIR")]
     base: Option<PathBuf>,
     /// Print one JSON object instead of a table.
@@ -85,20 +83,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Some(dir) => Some(PathBuf::from(dir)),
         None => Some(project.adapters_dir()),
     };
-    if let Some(dir) = &model_dir
-        && !dir.is_dir()
-    {
-        bail!(
-            "model directory {} does not exist (train one with `cargo xtask train`, or pass \
-             --model prior)",
-            dir.display()
-        );
-    }
-    let base: Option<LoadedBase> = match &model_dir {
-        Some(_) => Some(lamoda_model::load_hf_dir(
-            &args.base.clone().unwrap_or_else(|| project.base_dir()),
-            &lamoda_model::default_device(),
-        )?),
+    let tagger: Option<Tagger> = match &model_dir {
+        Some(dir) => Some(Tagger::open(dir, args.base.as_deref())?),
         None => None,
     };
     let train = args.train_data.resolve()?;
@@ -149,11 +135,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         };
         let prior_metrics = evaluate_prior(&prior, &pool, &eval_rows, args.k);
-        let model: Metrics = match (&model_dir, &base) {
-            (Some(dir), Some(base)) => {
-                adapter_metrics(base, &dir.join(category.name()), &pool, &eval_rows, args.k)?
-            }
-            _ => prior_metrics.clone(),
+        let model: Metrics = match &tagger {
+            Some(tagger) => tagger_metrics(tagger, &pool, &eval_rows, args.k)?,
+            None => prior_metrics.clone(),
         };
         report.categories.insert(
             category.name().to_owned(),
@@ -189,31 +173,49 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Metrics of the adapter in `adapter_dir` on `rows`, decoded the way `predict` decodes
-/// (saved per-tag thresholds, else 0.5).
-pub fn adapter_metrics(
-    base: &LoadedBase,
-    adapter_dir: &Path,
+/// Metrics of `tagger`'s adapter of `pool.category` on `rows`, decoded the way `predict`
+/// decodes (saved per-tag thresholds, else 0.5). The bundle's pool must be `pool` (the
+/// project's), tag for tag; the time it takes is reported on stderr (with a progress bar
+/// on a terminal).
+pub fn tagger_metrics(
+    tagger: &Tagger,
     pool: &EtalonPool,
     rows: &[&ReviewStack],
     k: usize,
 ) -> anyhow::Result<Metrics> {
     let category = pool.category;
-    if !adapter_dir.is_dir() {
+    let (Some(adapter), Some(bundled), Some(decoding)) = (
+        tagger.adapter(category),
+        tagger.pool(category),
+        tagger.decoding(category),
+    ) else {
         bail!(
-            "{}: no `{category}` adapter in the model directory",
-            adapter_dir.display()
+            "{}: no `{category}` adapter in the bundle",
+            tagger.bundle().dir().display()
+        );
+    };
+    if bundled.tags != pool.tags {
+        bail!(
+            "{}: the bundle's `{category}` pool differs from etalon_tags/{category}.toml \
+             (retrain the adapter, or rewrite the bundle with `cargo xtask bundle` if only \
+             the groups changed)",
+            tagger.bundle().category_dir(category).display()
         );
     }
-    let adapter = load_trained(adapter_dir, base)?;
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    if !terminal {
+        eprintln!("eval {category}: scoring {} products", rows.len());
+    }
     let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
     let probabilities = adapter
-        .probabilities(&base.tokenizer, &stacks)
+        .probabilities_with_progress(&tagger.base().tokenizer, &stacks, terminal)
         .with_context(|| format!("scoring `{category}`"))?;
-    let decoding = DecodeConfig {
-        per_tag_thresholds: adapter.thresholds.map(|t| t.thresholds),
-        ..DecodeConfig::default()
-    };
+    eprintln!(
+        "eval {category}: {} products in {:.0} s",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(evaluate_probabilities(
         &probabilities,
         pool,

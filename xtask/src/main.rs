@@ -4,6 +4,7 @@
 //! dispatches. Errors are printed as one line (`error: …`) with exit code 1.
 
 mod base;
+mod bundle;
 mod check;
 mod common;
 mod etalon;
@@ -41,6 +42,8 @@ enum Command {
     FetchBase(base::FetchBaseArgs),
     /// Print one JSON embedding per input line, computed with a base model.
     Embed(base::EmbedArgs),
+    /// Make a directory of trained adapters a model bundle (manifest, routing, pools).
+    Bundle(bundle::BundleArgs),
 }
 
 fn main() {
@@ -54,6 +57,7 @@ fn main() {
         Command::Reproduce(args) => reproduce::run(args),
         Command::FetchBase(args) => base::fetch_base(args),
         Command::Embed(args) => base::embed(args),
+        Command::Bundle(args) => bundle::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Route, UnknownTagPolicy};
 use lamoda_inference::{InferenceError, Request, TagProbability, Tagger};
-use lamoda_trainer::FrequencyPrior;
+
+use lamoda_metrics::FrequencyPrior;
 use serde::Serialize;
 
 use crate::common::{DataRootArgs, emit, project, read_reviews};
@@ -25,12 +26,12 @@ pub struct PredictArgs {
     /// A file with one review per line.
     #[arg(long, value_name = "FILE")]
     reviews: Option<PathBuf>,
-    /// The model: a directory of trained adapters (`<DIR>/<category>/`) or `prior` (the
-    /// frequency prior, which ignores the text). Default: the project's `adapters/`.
+    /// The model: a bundle or `prior` (the frequency prior, which ignores the text).
+    /// Default: the project's `adapters/`.
     #[arg(long, value_name = "DIR|prior")]
     model: Option<String>,
     /// The base model directory the adapters were trained on (HF layout). Default: the
-    /// project's `models/e5-small/`.
+    /// bundle's recorded default.
     #[arg(long, value_name = "DIR")]
     base: Option<PathBuf>,
     /// One threshold (0..=1) for every tag instead of the adapters' saved per-tag
@@ -105,19 +106,9 @@ fn predict_adapters(
     model_dir: PathBuf,
     reviews: Vec<String>,
 ) -> anyhow::Result<Answer> {
-    let project = project();
-    let base_dir = args
-        .base
-        .clone()
-        .unwrap_or_else(|| project.root().join("models").join("e5-small"));
-    let mut tagger = match Tagger::open(
-        &base_dir,
-        &model_dir,
-        project.routing()?,
-        &project.etalon_dir(),
-    ) {
+    let mut tagger = match Tagger::open(&model_dir, args.base.as_deref()) {
         Ok(tagger) => tagger,
-        Err(err @ (InferenceError::NoModelDir { .. } | InferenceError::NoAdapters { .. })) => {
+        Err(err @ (InferenceError::NoModelDir { .. } | InferenceError::NotABundle { .. })) => {
             bail!("{err} (train adapters, or pass --model DIR or --model prior)")
         }
         Err(err) => return Err(err.into()),

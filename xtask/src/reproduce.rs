@@ -12,10 +12,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, UnknownTagPolicy, train_dev_split};
-use lamoda_trainer::{Progress, TrainConfig, train_category};
+use lamoda_inference::Tagger;
+use lamoda_inference::format::{METRICS_FILE, THRESHOLDS_FILE, TRAIN_CONFIG_FILE};
+use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category};
 
 use crate::common::{DataRootArgs, project};
-use crate::eval::adapter_metrics;
+use crate::eval::tagger_metrics;
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Args, Debug)]
@@ -23,7 +25,7 @@ pub struct ReproduceArgs {
     /// The shipped adapters. Default: the project's `adapters/`.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// The base model directory. Default: the project's `models/e5-small/`.
+    /// The base model directory. Default: the bundle's recorded default.
     #[arg(long, value_name = "DIR")]
     base: Option<PathBuf>,
     /// Categories to retrain from scratch and compare (repeatable).
@@ -48,12 +50,12 @@ pub struct ReproduceArgs {
 /// The dev micro-F1 an adapter directory records: with its saved thresholds when it has
 /// them (that is how it predicts), else at the default threshold.
 fn recorded_micro_f1(dir: &Path) -> anyhow::Result<f64> {
-    let path = dir.join(lamoda_trainer::train::METRICS_FILE);
+    let path = dir.join(METRICS_FILE);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let key = if dir.join(lamoda_trainer::train::THRESHOLDS_FILE).is_file() {
+    let key = if dir.join(THRESHOLDS_FILE).is_file() {
         "tuned"
     } else {
         "dev"
@@ -69,14 +71,13 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     let data = args.train_data.resolve()?;
     let split = project.split()?;
     let model_dir = args.model.clone().unwrap_or_else(|| project.adapters_dir());
-    let base_dir = args.base.clone().unwrap_or_else(|| project.base_dir());
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| project.root().join("target").join("reproduce"));
-    // The adapters a Tagger would load (a missing or empty directory is an error there).
-    let present = lamoda_inference::Tagger::adapter_categories(&model_dir)?;
-    let base = lamoda_model::load_hf_dir(&base_dir, &lamoda_model::default_device())?;
+    let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
+    let present = tagger.categories();
+    let base = tagger.base();
     let mut failures = Vec::new();
 
     for &category in &present {
@@ -89,7 +90,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         let s = train_dev_split(&training.rows, &split);
         let dev: Vec<_> = s.dev.iter().map(|&i| &training.rows[i]).collect();
         let t0 = Instant::now();
-        let m = adapter_metrics(&base, &dir, &pool, &dev, lamoda_trainer::train::REPORT_K)?;
+        let m = tagger_metrics(&tagger, &pool, &dev, REPORT_K)?;
         let diff = m.micro_f1 - recorded;
         let ok = diff.abs() <= args.eval_tolerance;
         println!(
@@ -116,7 +117,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 );
             }
             let recorded = recorded_micro_f1(&shipped)?;
-            let config_path = shipped.join(lamoda_trainer::train::TRAIN_CONFIG_FILE);
+            let config_path = shipped.join(TRAIN_CONFIG_FILE);
             let text = std::fs::read_to_string(&config_path)
                 .with_context(|| format!("reading {}", config_path.display()))?;
             let config: TrainConfig = serde_json::from_str(&text)
@@ -132,7 +133,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
             }
             let t0 = Instant::now();
             let report = train_category(
-                &base,
+                base,
                 &pool,
                 &training.rows,
                 &split,

@@ -152,6 +152,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         )?
     };
     lines.sort();
+    let bundle = crate::common::write_project_bundle(&out)?;
+    lines.push(format!(
+        "bundle {} ({} categories)",
+        bundle.dir().display(),
+        bundle.categories().len()
+    ));
     for line in &lines {
         println!("{line}");
     }
@@ -235,12 +241,23 @@ fn retune(
     rows: &lamoda_data::LabeledSet,
     progress: Progress,
 ) -> anyhow::Result<String> {
-    use lamoda_trainer::train::{METRICS_FILE, TRAIN_CONFIG_FILE};
+    use lamoda_inference::format::{METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE};
     let dir = out.join(category.name());
-    let mut adapter = lamoda_trainer::load_trained_encoder(&dir, base)
+    let mut adapter = lamoda_inference::Adapter::load_encoder(&dir, base)
         .with_context(|| format!("loading the `{category}` adapter"))?;
     // The encoder stays as trained; what follows it comes from the current config.
-    let mut config = adapter.config.clone();
+    let config_path = dir.join(TRAIN_CONFIG_FILE);
+    let mut config: TrainConfig = serde_json::from_str(
+        &std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", config_path.display()))?;
+    if config.runtime() != adapter.runtime {
+        bail!(
+            "{}: the training config reads reviews otherwise than {RUNTIME_FILE} says",
+            config_path.display()
+        );
+    }
     config.tune_thresholds = wanted.tune_thresholds;
     config.tune_global_threshold = wanted.tune_global_threshold;
     config.lexical = wanted.lexical.clone();
@@ -288,7 +305,6 @@ fn retune(
     metrics["branches"] = serde_json::to_value(&finished.branches)?;
     std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)
         .with_context(|| format!("writing {}", metrics_path.display()))?;
-    let config_path = dir.join(TRAIN_CONFIG_FILE);
     std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let mut line = format!(

@@ -1,24 +1,26 @@
-//! Per-category training of LoRA adapters and heads (plus each adapter's lexical
-//! branch), the metrics every evaluation reports, and the frequency prior they are
-//! compared with.
+//! Per-category training: fits the runtime's model format ([`lamoda_inference::format`])
+//! and writes it through the runtime's types. The LoRA adapter and head over the cached
+//! lower layers ([`train`]), the lexical branch ([`lexical_fit`]) and its frozen view
+//! ([`frozen_fit`]), what follows the encoder ([`finish`]: fusion and thresholds), and
+//! what a run records ([`report`]). Metrics and the frequency prior are
+//! `lamoda-metrics`'; the forward pass is the runtime's.
+//!
+//! Module order (each uses only those above it): `error`, `moments`, `train_config`,
+//! `step`, `frozen_fit`, `lexical_fit`, `report`, `finish`, `train`.
 
-pub mod evaluate;
-pub mod frozen_view;
-pub mod lexical;
-pub mod metrics;
+pub mod error;
+pub mod finish;
+pub mod frozen_fit;
+pub mod lexical_fit;
 pub mod moments;
-pub mod prior;
+pub mod report;
+pub mod step;
 pub mod train;
 pub mod train_config;
 
-pub use evaluate::{CategoryReport, evaluate_prior, evaluate_probabilities, gold_indices};
-pub use frozen_view::{FrozenView, ProductVectors};
-pub use lexical::{FirstStage, LexicalModel, LexicalSettings, SecondStage};
-pub use metrics::{Metrics, TagScore, evaluate, top_k};
-pub use prior::FrequencyPrior;
-pub use train::{
-    BranchMetrics, EncoderOutputs, FeatureCache, Finished, FrozenVectors, Progress, TrainError,
-    TrainMetrics, TrainReport, TrainedAdapter, finish_adapter, load_trained, load_trained_encoder,
-    predict_probabilities, train_category,
-};
-pub use train_config::{LoraSettings, Loss, Pooling, TrainConfig};
+pub use error::TrainError;
+pub use finish::{Finished, FrozenVectors, finish_adapter};
+pub use lexical_fit::fit_lexical;
+pub use report::{BranchMetrics, EpochRecord, REPORT_K, TrainMetrics, tune_and_save_thresholds};
+pub use train::{Progress, TrainReport, train_category};
+pub use train_config::{LoraSettings, Loss, TrainConfig};

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use lamoda_data::Category;
 use lamoda_model::LoraConfig;
 
-use crate::lexical::LexicalSettings;
-use crate::train::TrainError;
+use lamoda_inference::lexical::LexicalSettings;
+use lamoda_inference::{Pooling, RuntimeSettings};
+
+use crate::error::TrainError;
 
 /// LoRA settings (the layers are chosen by [`TrainConfig::trainable_layers`]).
 /// Missing fields take the model crate's defaults ([`LoraConfig::default`]).
@@ -56,21 +58,6 @@ pub enum Loss {
         /// Focusing parameter (≥ 0; 0 is BCE).
         gamma: f64,
     },
-}
-
-/// How a product's reviews are combined into the product's tag logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// The head reads each review; a tag's product logit is the log of the mean of its
-    /// per-review odds, `log(mean_r exp(z_r))`: a soft maximum, so one review that
-    /// clearly says "roomy" counts even among many that do not (multiple-instance
-    /// learning). What the shipped configs use.
-    LogMeanExp,
-    /// The head reads the mean of the reviews' vectors (the seed's behaviour, which
-    /// pooled one window of all reviews).
-    #[default]
-    Mean,
 }
 
 /// Hyperparameters of one category's adapter training.
@@ -135,7 +122,8 @@ pub struct TrainConfig {
     /// Prepended to every review before tokenising (default `"passage: "`, as e5 expects).
     #[serde(default = "default_prefix")]
     pub text_prefix: String,
-    /// Products per batch when only predicting (default 32).
+    /// Products per batch when only predicting (default 32; `batch_size` of the
+    /// adapter's `runtime.json`).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
     /// The lexical branch (`[lexical]`): a stem-bag logistic regression averaged with
@@ -326,6 +314,17 @@ impl TrainConfig {
             alpha: self.lora.alpha,
             targets: self.lora.targets.clone(),
             first_layer: num_layers.saturating_sub(self.trainable_layers),
+        }
+    }
+
+    /// How the trained adapter reads reviews: what `runtime.json` records.
+    pub fn runtime(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            text_prefix: self.text_prefix.clone(),
+            max_tokens_per_review: self.max_tokens_per_review,
+            max_reviews_per_product: self.max_reviews_per_product,
+            pooling: self.pooling,
+            batch_size: self.eval_batch_size,
         }
     }
 }

@@ -1,19 +1,67 @@
 //! Training on a tiny random encoder and a synthetic dataset whose tags are written in
 //! the reviews: the loss falls, dev micro-F1 beats the prior, the saved adapter predicts
-//! exactly what the trained model did, and bad configs are named clearly.
+//! exactly what the trained model did (and what the whole encoder run review by review
+//! gives), and bad configs are named clearly.
 
 use std::path::Path;
 
 use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig};
+use lamoda_inference::format::{METRICS_FILE, RUNTIME_FILE, THRESHOLDS_FILE};
+use lamoda_inference::lexical::{LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE, LexicalSettings};
+use lamoda_inference::{Adapter, predict_probabilities};
+use lamoda_model::burn::tensor::activation::sigmoid;
+use lamoda_model::burn::tensor::{Int, Tensor, TensorData};
 use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer, letter_pieces};
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
-use lamoda_trainer::lexical::{LEXICAL_CONFIG_FILE, LEXICAL_WEIGHTS_FILE};
-use lamoda_trainer::{
-    LexicalSettings, Loss, Progress, TrainConfig, TrainReport, finish_adapter, load_trained,
-    predict_probabilities,
-    train::{METRICS_FILE, THRESHOLDS_FILE},
-    train_category,
-};
+use lamoda_trainer::{Loss, Progress, TrainConfig, TrainReport, finish_adapter, train_category};
+
+/// `load_trained` of old: the adapter directory loaded onto `base`.
+fn load_trained(
+    dir: &Path,
+    base: &LoadedBase,
+) -> Result<Adapter, lamoda_inference::InferenceError> {
+    Adapter::load(dir, base)
+}
+
+/// The encoder's probabilities computed the plain way, as a reference for the cached,
+/// length-sorted, batched path: every review alone through the whole encoder (embeddings
+/// and all layers, no padding), token mean, then the head on the mean of a product's
+/// review vectors (mean pooling), then the sigmoid.
+fn reference_probabilities(
+    adapter: &Adapter,
+    base: &LoadedBase,
+    stacks: &[&[String]],
+) -> Vec<Vec<f32>> {
+    let device = default_device();
+    let prefix = &adapter.runtime.text_prefix;
+    stacks
+        .iter()
+        .map(|reviews| {
+            let vectors: Vec<Tensor<2>> = reviews
+                .iter()
+                .map(|r| {
+                    let ids = base
+                        .tokenizer
+                        .encode(&format!("{prefix}{r}"))
+                        .expect("encode");
+                    let n = ids.len();
+                    let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+                    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+                    let mask = Tensor::<2, Int>::from_data(
+                        TensorData::new(vec![1i64; n], [1, n]),
+                        &device,
+                    );
+                    adapter.model.encoder.forward(ids, mask)
+                })
+                .collect();
+            let mean = Tensor::cat(vectors, 0).mean_dim(0);
+            sigmoid(adapter.model.heads[0].forward(mean))
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("probabilities")
+        })
+        .collect()
+}
 
 /// A 2-layer, 32-wide encoder with random weights and a letters-only tokenizer.
 fn tiny_base(dir: &Path) -> LoadedBase {
@@ -156,12 +204,13 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     // Saved → loaded adapter gives the same probabilities as the in-memory best model.
     let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
     let cfg = config();
-    let before = predict_probabilities(&report.model, &base.tokenizer, &cfg, &stacks)
+    let before = predict_probabilities(&report.model, &base.tokenizer, &cfg.runtime(), &stacks)
         .expect("predict in memory");
     let trained = load_trained(&report.dir, &base).expect("load adapter");
-    assert_eq!(trained.config, cfg);
+    assert_eq!(trained.runtime, cfg.runtime());
+    assert!(report.dir.join(RUNTIME_FILE).is_file());
     assert!(trained.thresholds.is_some());
-    let after = predict_probabilities(&trained.model, &base.tokenizer, &trained.config, &stacks)
+    let after = predict_probabilities(&trained.model, &base.tokenizer, &trained.runtime, &stacks)
         .expect("predict loaded");
     let diff = before
         .iter()
@@ -170,6 +219,18 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-6, "max |Δp| = {diff}");
+    // And they are what the plain forward pass gives, review by review.
+    let reference = reference_probabilities(&trained, &base, &stacks);
+    let diff = reference
+        .iter()
+        .flatten()
+        .zip(after.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-4,
+        "max |Δp| against the plain forward pass = {diff}"
+    );
     // Without a frozen view there is no base kept and no vectors to read.
     assert!(trained.frozen.is_none());
     let none = trained
@@ -230,7 +291,15 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     let outputs = trained
         .encoder_outputs(&base.tokenizer, &stacks, false)
         .expect("encoder outputs");
-    assert_eq!(outputs.probabilities, encoder);
+    // The encoder's part is what the plain forward pass gives, review by review.
+    let reference = reference_probabilities(&trained, &base, &stacks);
+    for (a, b) in reference
+        .iter()
+        .flatten()
+        .zip(outputs.probabilities.iter().flatten())
+    {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
     let vectors = outputs.vectors.expect("frozen vectors");
     // The vectors-only pass gives the same vectors.
     let alone = trained
@@ -368,7 +437,8 @@ fn every_shipped_config_is_valid() {
 
 #[test]
 fn schedule_warms_up_then_decays_and_thresholds_fit_each_tag() {
-    use lamoda_trainer::train::{learning_rate, tune_thresholds};
+    use lamoda_metrics::tune_thresholds;
+    use lamoda_trainer::step::learning_rate;
     let c = TrainConfig {
         lr: 1e-3,
         warmup_ratio: 0.2,
@@ -400,9 +470,9 @@ fn schedule_warms_up_then_decays_and_thresholds_fit_each_tag() {
 
 #[test]
 fn log_mean_exp_pooling_is_a_soft_maximum_over_reviews() {
+    use lamoda_inference::Pooling;
+    use lamoda_inference::forward::{FeatureCache, product_logits, tokenize_stacks};
     use lamoda_model::{HeadSpec, LoraConfig, TagModel};
-    use lamoda_trainer::Pooling;
-    use lamoda_trainer::train::{FeatureCache, product_logits, tokenize_stacks};
     let dir = tempfile::tempdir().expect("tempdir");
     let base = tiny_base(dir.path());
     let device = default_device();
@@ -427,7 +497,7 @@ fn log_mean_exp_pooling_is_a_soft_maximum_over_reviews() {
         vec![r1.clone(), r2.clone()],
     ];
     let refs: Vec<&[String]> = stacks.iter().map(Vec::as_slice).collect();
-    let ids = tokenize_stacks(&base.tokenizer, &refs, &config).expect("ids");
+    let ids = tokenize_stacks(&base.tokenizer, &refs, &config.runtime()).expect("ids");
     let cache = FeatureCache::build(&model.encoder, 1, &ids, 1, &device, false).expect("cache");
     let logits = |pooling| -> Vec<f32> {
         product_logits(&model, 0, &cache, &[0, 1, 2, 3], pooling, &device)

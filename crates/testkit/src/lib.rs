@@ -1,12 +1,16 @@
-//! Tiny random models for tests and demos, written to disk the way real ones are: a
-//! 2-layer, 32-wide BERT with random weights and an a–z tokenizer as an HF directory, and
-//! adapter directories for it (trained for a few steps, or with fixed probabilities).
-//! Nothing is downloaded.
+//! Dev-only test fixtures (never a normal dependency): tiny random models written to disk
+//! the way real ones are: a 2-layer, 32-wide BERT with random weights and an a–z tokenizer
+//! as an HF directory, adapter directories for it (trained for a few steps, or with fixed
+//! probabilities), and bundles of them. Nothing is downloaded.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lamoda_data::Category;
 use lamoda_data::{EtalonPool, ReviewStack, SplitConfig};
+use lamoda_inference::format::{RUNTIME_FILE, THRESHOLDS_FILE, TRAIN_CONFIG_FILE};
+use lamoda_inference::lexical::LexicalSettings;
+use lamoda_inference::{BaseRef, Bundle, Thresholds, write_bundle};
 use lamoda_model::burn::module::Param;
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 use lamoda_model::hf::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, write_safetensors};
@@ -14,8 +18,7 @@ use lamoda_model::tokenize::{build_unigram_tokenizer, letter_pieces};
 use lamoda_model::{
     EncoderConfig, HeadSpec, HiddenAct, LoadedBase, LoraConfig, ModelError, ModelType, TagModel,
 };
-use lamoda_trainer::train::{THRESHOLDS_FILE, TRAIN_CONFIG_FILE, Thresholds};
-use lamoda_trainer::{LexicalSettings, Progress, TrainConfig, train_category};
+use lamoda_trainer::{Progress, TrainConfig, train_category};
 
 /// Any failure of writing a fixture (they are for tests, where any error fails the test).
 pub type FixtureError = Box<dyn std::error::Error + Send + Sync>;
@@ -299,6 +302,10 @@ pub fn write_fixed_adapter(
         dir.join(TRAIN_CONFIG_FILE),
         serde_json::to_string_pretty(&config),
     )?;
+    write(
+        dir.join(RUNTIME_FILE),
+        serde_json::to_string_pretty(&config.runtime()),
+    )?;
     if let Some(t) = thresholds {
         write(
             dir.join(THRESHOLDS_FILE),
@@ -309,4 +316,46 @@ pub fn write_fixed_adapter(
         )?;
     }
     Ok(dir)
+}
+
+/// Makes `model_dir` (holding adapters for `base`) a bundle with the routing table
+/// `routing` (TOML text) and `pools` (written as their TOML), their sources kept beside it
+/// in `<model_dir>.sources/`; the bundle's default base is `base`'s directory.
+pub fn bundle_tiny(
+    model_dir: &Path,
+    base: &LoadedBase,
+    routing: &str,
+    pools: &[&EtalonPool],
+) -> Result<Bundle, FixtureError> {
+    let sources = model_dir.with_extension("sources");
+    std::fs::create_dir_all(&sources)?;
+    let routing_path = sources.join("routing.toml");
+    std::fs::write(&routing_path, routing)?;
+    for pool in pools {
+        std::fs::write(
+            sources.join(format!("{}.toml", pool.category.name())),
+            pool.to_toml(None),
+        )?;
+    }
+    let base_ref = BaseRef {
+        name: base.info.id.clone(),
+        sha256: base.info.weights_sha256.clone(),
+        default_dir: std::path::absolute(&base.info.dir)?.display().to_string(),
+        provide: "lamoda_testkit::write_tiny_base".into(),
+    };
+    Ok(write_bundle(
+        model_dir,
+        &base_ref,
+        &routing_path,
+        |c: Category| sources.join(format!("{}.toml", c.name())),
+    )?)
+}
+
+/// A routing table's TOML text: `fallback`, and each good type to its category.
+pub fn routing_toml(fallback: Category, good_types: &[(&str, Category)]) -> String {
+    let mut text = format!("fallback = \"{}\"\n\n[good_types]\n", fallback.name());
+    for (good_type, category) in good_types {
+        text.push_str(&format!("{good_type} = \"{}\"\n", category.name()));
+    }
+    text
 }

@@ -1,15 +1,18 @@
-//! The Tagger on tiny random models written to a temp dir: batching across categories
-//! changes nothing, routing and its fallback flag, typed errors for a missing adapter,
-//! empty reviews and unfit adapters, and decoding (threshold, max 6, min 1, exclusive
-//! groups, saved per-tag thresholds).
+//! The Tagger on tiny random bundles written to a temp dir: batching across categories
+//! changes nothing, routing and its fallback flag, typed errors for empty reviews, unfit
+//! adapters and every bundle mismatch (wrong base, newer format, missing category, pool and
+//! head disagreeing, unrouted categories), and decoding (threshold, max 6, min 1,
+//! exclusive groups, saved per-tag thresholds).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use lamoda_data::{Category, EtalonPool, Routing, TagGroup};
-use lamoda_inference::testing::{train_tiny_adapter, write_fixed_adapter, write_tiny_base};
-use lamoda_inference::{InferenceError, Prediction, Request, Tagger};
+use lamoda_inference::{Bundle, InferenceError, Prediction, Request, Tagger};
 use lamoda_model::{LoadedBase, default_device, load_hf_dir};
+use lamoda_testkit::{
+    bundle_tiny, routing_toml, train_tiny_adapter, write_fixed_adapter, write_tiny_base,
+};
 
 fn tiny_base(dir: &Path) -> LoadedBase {
     let base_dir = dir.join("base");
@@ -32,17 +35,34 @@ fn pools() -> BTreeMap<Category, EtalonPool> {
     .collect()
 }
 
-/// The shipped routing table (Toys, Jewellery and unknown types fall back to accs).
-fn routing() -> Routing {
-    Routing::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/routing.toml"))
-        .expect("configs/routing.toml")
+/// The shipped routing table (Toys, Jewellery and unknown types fall back to accs), with
+/// only the good types of `categories` (the others fall back too).
+fn routing(categories: &[Category]) -> String {
+    let shipped =
+        Routing::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/routing.toml"))
+            .expect("configs/routing.toml");
+    let kept: Vec<(&str, Category)> = shipped
+        .good_types
+        .iter()
+        .filter(|(_, c)| categories.contains(c))
+        .map(|(g, &c)| (g.as_str(), c))
+        .collect();
+    routing_toml(shipped.fallback, &kept)
+}
+
+/// Bundles the adapters in `model_dir` with their `pools` and the shipped routing.
+fn bundle(base: &LoadedBase, model_dir: &Path, pools: &BTreeMap<Category, EtalonPool>) -> Bundle {
+    let present: Vec<&EtalonPool> = pools
+        .values()
+        .filter(|p| model_dir.join(p.category.name()).is_dir())
+        .collect();
+    let categories: Vec<Category> = present.iter().map(|p| p.category).collect();
+    bundle_tiny(model_dir, base, &routing(&categories), &present).expect("bundle")
 }
 
 fn load(base: LoadedBase, model_dir: &Path, pools: &BTreeMap<Category, EtalonPool>) -> Tagger {
-    Tagger::load(base, model_dir, routing(), |c| {
-        Ok(pools.get(&c).cloned().expect("a pool for every adapter"))
-    })
-    .expect("load tagger")
+    let bundle = bundle(&base, model_dir, pools);
+    Tagger::load(base, bundle).expect("load tagger")
 }
 
 fn request(good_type: &str, reviews: &[&str]) -> Request {
@@ -172,43 +192,19 @@ fn missing_adapter_and_empty_reviews_are_typed_errors() {
         None,
     )
     .expect("adapter");
-    let tagger = load(base, &model_dir, &pools);
+    // The shipped routing falls back to accs, which this bundle lacks: refused on load.
+    let present = [&pools[&Category::Bags]];
+    let err = bundle_tiny(&model_dir, &base, &routing(&[Category::Bags]), &present)
+        .expect_err("accs is routed to but missing");
+    assert!(
+        err.to_string()
+            .contains("sends \"(fallback)\" to `accs`, which the bundle has no adapter for"),
+        "{err}"
+    );
+    let routing = routing_toml(Category::Bags, &[("Bags", Category::Bags)]);
+    let bundle = bundle_tiny(&model_dir, &base, &routing, &present).expect("bundle");
+    let tagger = Tagger::load(base, bundle).expect("load");
     assert_eq!(tagger.categories(), [Category::Bags]);
-
-    let err = tagger
-        .predict(&[request("Bags", &["a"]), request("Shoes", &["b"])])
-        .expect_err("no shoes adapter");
-    assert!(
-        matches!(
-            &err,
-            InferenceError::NoAdapter {
-                index: 1,
-                category: Category::Shoes,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let msg = err.to_string();
-    assert!(
-        msg.contains("request 1") && msg.contains("shoes") && msg.contains("adapters"),
-        "{msg}"
-    );
-    // Unknown good types fall back to accs, which is not loaded either.
-    let err = tagger
-        .predict(&[request("Toys", &["a"])])
-        .expect_err("no accs adapter");
-    assert!(
-        matches!(
-            &err,
-            InferenceError::NoAdapter {
-                index: 0,
-                category: Category::Accs,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
 
     for empty in [vec![], vec!["", "  \n "]] {
         let err = tagger
@@ -302,10 +298,8 @@ fn loading_names_missing_dirs_and_unfit_adapters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base_dir = dir.path().join("base");
     write_tiny_base(&base_dir, 7).expect("write tiny base");
-    let etalon = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etalon_tags");
-    let open = |model_dir: &Path| {
-        Tagger::open(&base_dir, model_dir, routing(), &etalon).expect_err("must fail")
-    };
+    let etalon = Path::new(env!("CARGO_MANIFEST_DIR")).join("etalon_tags");
+    let open = |model_dir: &Path| Tagger::open(model_dir, Some(&base_dir)).expect_err("must fail");
 
     let missing = dir.path().join("no-such-dir");
     let err = open(&missing);
@@ -315,33 +309,80 @@ fn loading_names_missing_dirs_and_unfit_adapters() {
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(empty.join("bags")).expect("mkdir");
     let err = open(&empty);
-    assert!(matches!(err, InferenceError::NoAdapters { .. }), "{err:?}");
-    assert!(err.to_string().contains("empty"), "{err}");
+    assert!(matches!(err, InferenceError::NotABundle { .. }), "{err:?}");
+    assert!(err.to_string().contains("cargo xtask bundle"), "{err}");
 
-    // Missing base: the message says how to fetch one.
     let base = load_hf_dir(&base_dir, &default_device()).expect("load tiny base");
     let bags = EtalonPool::load(&etalon, Category::Bags).expect("bags pool");
     let model_dir = dir.path().join("adapters");
+    let only_bags = routing_toml(Category::Bags, &[("Bags", Category::Bags)]);
     write_fixed_adapter(&base, &model_dir, &bags, &vec![0.5; bags.len()], None).expect("adapter");
-    let err = Tagger::open(&dir.path().join("no-base"), &model_dir, routing(), &etalon)
-        .expect_err("no base");
+    bundle_tiny(&model_dir, &base, &only_bags, &[&bags]).expect("bundle");
+
+    // Missing base: the message names the bundle's way to get it and --base.
+    let err = Tagger::open(&model_dir, Some(&dir.path().join("no-base"))).expect_err("no base");
+    assert!(matches!(err, InferenceError::NoBase { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("cargo xtask fetch-base e5-small"),
+        err.to_string().contains("lamoda_testkit::write_tiny_base")
+            && err.to_string().contains("--base DIR"),
         "{err}"
     );
-
-    // The real bags pool loads; a head one tag short does not.
-    let tagger = Tagger::open(&base_dir, &model_dir, routing(), &etalon).expect("loads");
+    // The bundle's default base is found without --base.
+    let tagger = Tagger::open(&model_dir, None).expect("loads");
     assert_eq!(tagger.categories(), [Category::Bags]);
+
+    // Another base (other weights): refused, naming both hashes.
+    let other = dir.path().join("other-base");
+    write_tiny_base(&other, 8).expect("write other base");
+    let err = Tagger::open(&model_dir, Some(&other)).expect_err("wrong base");
+    assert!(matches!(err, InferenceError::WrongBase { .. }), "{err:?}");
+    assert!(err.to_string().contains(&base.info.weights_sha256), "{err}");
+
+    // A newer bundle format says so.
+    let manifest = model_dir.join("bundle.json");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(
+        &manifest,
+        text.replace("lamoda-bundle/1", "lamoda-bundle/2"),
+    )
+    .expect("write");
+    let err = open(&model_dir);
+    assert!(
+        err.to_string().contains(
+            "bundle format \"lamoda-bundle/2\", but this build reads \"lamoda-bundle/1\""
+        ),
+        "{err}"
+    );
+    std::fs::write(&manifest, &text).expect("write");
+
+    // A listed category with a file missing.
+    let runtime = model_dir.join("bags/runtime.json");
+    let kept = std::fs::read(&runtime).expect("read");
+    std::fs::remove_file(&runtime).expect("remove");
+    let err = open(&model_dir);
+    assert!(
+        matches!(
+            &err,
+            InferenceError::MissingCategory {
+                category: Category::Bags,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("runtime.json is missing"), "{err}");
+    std::fs::write(&runtime, kept).expect("write");
+
+    // A head one tag short of its pool.
     write_fixed_adapter(&base, &model_dir, &bags, &vec![0.5; bags.len() - 1], None)
         .expect("adapter");
     let err = open(&model_dir);
+    let msg = err.to_string();
     assert!(
         matches!(&err, InferenceError::HeadWidth { category: Category::Bags, head, pool, .. }
             if *head == bags.len() - 1 && *pool == bags.len()),
         "{err:?}"
     );
-    let msg = err.to_string();
     assert!(
         msg.contains("bags")
             && msg.contains(&format!("{} outputs", bags.len() - 1))

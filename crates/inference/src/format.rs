@@ -1,0 +1,101 @@
+//! The model bundle on disk: the one place its format is defined.
+//!
+//! A bundle is a directory that holds everything the runtime needs besides the base
+//! encoder. The trainer writes it (through this crate's types); [`crate::Bundle::open`]
+//! and [`crate::Tagger`] read it and check every part on load.
+//!
+//! ```text
+//! <bundle>/
+//!   bundle.json                 manifest (below); its `format` is checked first
+//!   routing.toml                good_type → category, with the fallback category
+//!   <category>/                 one per category the manifest lists
+//!     pool.toml                 the etalon pool the adapter was trained on, with its
+//!                               [[exclusive]] groups (the etalon_tags/ layout)
+//!     adapter_config.json       lamoda-model's adapter manifest (format "lamoda-adapter/1"):
+//!                               base_id, base_sha256, lora {rank, alpha, targets,
+//!                               first_layer}, heads [{name, tags}] (tags in output order)
+//!     adapter.safetensors       the trained tensors only, f32 (Burn's module paths):
+//!                               encoder.layers.{L}.attention.{query,value}.weight.lora.a
+//!                               [hidden, r] and ….lora.b [r, hidden] for the adapted
+//!                               layers L ≥ lora.first_layer; heads.0.linear.weight
+//!                               [hidden, T], heads.0.linear.bias [T], heads.0.shift and
+//!                               heads.0.scale [hidden] (the head's fixed standardisation);
+//!                               metadata base_sha256
+//!     runtime.json              RuntimeSettings: text_prefix, max_tokens_per_review,
+//!                               max_reviews_per_product, pooling ("log_mean_exp" | "mean"),
+//!                               batch_size
+//!     thresholds.json           optional: {tags: [T], thresholds: [T]} chosen on dev
+//!     lexical.json              optional lexical branch (format "lamoda-lexical/2"):
+//!                               settings (LexicalSettings, the fusion `weight` among
+//!                               them), tags [T], vocabulary [F], char_vocabulary [G],
+//!                               frozen_dim H (0 or absent: no frozen view)
+//!     lexical.safetensors       f32: idf [F], weight [T, F], bias [T]; char_idf [G],
+//!                               char_weight [T, G], char_bias [T]; frozen_mean [H],
+//!                               frozen_std [H], frozen_weight [T, H], frozen_bias [T];
+//!                               second_weight [T, V·T], second_bias [T] (V views: stems,
+//!                               n-grams, frozen, those present)
+//!     metrics.json, train_config.json   the training record (read by xtask, not here)
+//! ```
+//!
+//! `bundle.json`:
+//! ```json
+//! { "format": "lamoda-bundle/1",
+//!   "base": { "name": "e5-small", "sha256": "<hex of model.safetensors>",
+//!             "default_dir": "../models/e5-small",
+//!             "provide": "cargo xtask fetch-base e5-small" },
+//!   "categories": ["accs", "bags", "beauty", "clothes", "shoes"] }
+//! ```
+//! `default_dir` is relative to the bundle directory. A bundle of a newer format, a base
+//! whose sha256 differs, a listed category whose files are missing, a pool that disagrees
+//! with its head (or its thresholds or lexical branch), and a routing table that sends a
+//! good type to a category the bundle lacks are each one clear error
+//! ([`crate::InferenceError`]).
+//!
+//! Probabilities of a product: the encoder's (LoRA adapter + head, pooled as
+//! `runtime.json` says) averaged with the lexical branch's as
+//! `(1 − weight) · p_encoder + weight · p_lexical`; decoding (threshold or the saved
+//! per-tag thresholds, 1–6 tags, never two of one exclusive group) is
+//! [`lamoda_data::decode`].
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::InferenceError;
+use crate::error::io_err;
+
+/// The manifest of a bundle.
+pub const BUNDLE_FILE: &str = "bundle.json";
+/// The format this build writes and reads.
+pub const BUNDLE_FORMAT: &str = "lamoda-bundle/1";
+/// The routing table inside a bundle.
+pub const ROUTING_FILE: &str = "routing.toml";
+/// A category's pool inside its adapter directory.
+pub const POOL_FILE: &str = "pool.toml";
+/// A category's runtime settings inside its adapter directory.
+pub const RUNTIME_FILE: &str = "runtime.json";
+/// A category's tuned thresholds inside its adapter directory.
+pub const THRESHOLDS_FILE: &str = "thresholds.json";
+/// A category's training record: figures on dev beside the prior (xtask reads it).
+pub const METRICS_FILE: &str = "metrics.json";
+/// A category's training config (the trainer's record; not read at run time).
+pub const TRAIN_CONFIG_FILE: &str = "train_config.json";
+
+/// Reads a JSON file into `T`, naming the file on failure.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, InferenceError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|source| InferenceError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `value` as pretty JSON to `path`, naming the file on failure.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), InferenceError> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| InferenceError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(io_err(path))
+}

@@ -1,0 +1,302 @@
+//! The encoder's forward pass over review stacks, shared by training and tagging.
+//!
+//! A product is its reviews, each tokenised on its own ([`tokenize_stacks`]). Every review
+//! runs through the frozen lower layers once ([`FeatureCache::build`], sorted by length and
+//! padded per chunk of 64, so short reviews cost little), then through the adapted top
+//! layers and a token mean ([`review_vectors`]); the head turns the review vectors into a
+//! product's tag logits as the [`Pooling`] says ([`product_logits`]). Training runs the
+//! same functions on Burn's autodiff device.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lamoda_model::burn::tensor::activation::sigmoid;
+use lamoda_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use lamoda_model::tokenize::pad_batch;
+use lamoda_model::{Encoder, TagModel, mean_pool};
+
+use crate::InferenceError;
+use crate::frozen::ProductVectors;
+use crate::settings::{Pooling, RuntimeSettings};
+
+/// A tensor's values, row-major.
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, InferenceError> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| InferenceError::Tensor {
+            detail: format!("{e:?}"),
+        })
+}
+
+/// Token ids of each product's reviews, as the model reads them: `settings`' prefix, at
+/// most `max_reviews_per_product` reviews, each cut to `max_tokens_per_review` tokens
+/// (within the encoder's positions) with its closing special token kept.
+pub fn tokenize_stacks(
+    base_tokenizer: &lamoda_model::TextTokenizer,
+    stacks: &[&[String]],
+    config: &RuntimeSettings,
+) -> Result<Vec<Vec<Vec<u32>>>, InferenceError> {
+    stacks
+        .iter()
+        .enumerate()
+        .map(|(index, reviews)| {
+            if reviews.is_empty() {
+                return Err(InferenceError::NoReviews {
+                    index,
+                    good_type: String::new(),
+                });
+            }
+            reviews
+                .iter()
+                .take(config.max_reviews_per_product)
+                .map(|r| {
+                    let mut ids = base_tokenizer.encode(&format!("{}{r}", config.text_prefix))?;
+                    // The configured cap, within what the encoder's positions allow.
+                    let max = config
+                        .max_tokens_per_review
+                        .min(base_tokenizer.max_len())
+                        .max(2);
+                    if ids.len() > max {
+                        let last = ids[ids.len() - 1];
+                        ids.truncate(max - 1);
+                        ids.push(last);
+                    }
+                    Ok(ids)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One review's hidden states after the frozen lower layers: `len × hidden` values.
+#[derive(Debug, Clone)]
+pub struct CachedReview {
+    /// Tokens (rows of `values`).
+    pub len: usize,
+    /// Row-major `[len, hidden]`.
+    pub values: Vec<f32>,
+}
+
+/// The frozen lower layers' output for every review of a set of products, kept in memory
+/// as f32 (e5-small: 384 floats per token).
+#[derive(Debug, Clone)]
+pub struct FeatureCache {
+    /// Hidden width.
+    pub hidden: usize,
+    /// Index of the first layer *not* cached (the first adapted one).
+    pub first_layer: usize,
+    /// Per product, its reviews.
+    pub products: Vec<Vec<CachedReview>>,
+}
+
+/// Reviews per chunk when building the cache.
+const CACHE_CHUNK: usize = 64;
+/// Reviews per chunk of the trainable forward pass.
+const TRAIN_CHUNK: usize = 64;
+
+impl FeatureCache {
+    /// Run every review of `products` (token ids) through the encoder's embeddings and
+    /// layers `0..first_layer` on `encoder`'s device (sorted by length, padded per chunk).
+    pub fn build(
+        encoder: &Encoder,
+        pad_id: u32,
+        products: &[Vec<Vec<u32>>],
+        first_layer: usize,
+        device: &Device,
+        progress: bool,
+    ) -> Result<Self, InferenceError> {
+        let hidden = encoder.config().hidden_size;
+        let mut order: Vec<(usize, usize)> = products
+            .iter()
+            .enumerate()
+            .flat_map(|(p, reviews)| (0..reviews.len()).map(move |r| (p, r)))
+            .collect();
+        order.sort_by_key(|&(p, r)| products[p][r].len());
+        let mut out: Vec<Vec<CachedReview>> = products
+            .iter()
+            .map(|reviews| {
+                reviews
+                    .iter()
+                    .map(|_| CachedReview {
+                        len: 0,
+                        values: Vec::new(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let bar = progress_bar(progress, order.len() as u64, "caching lower layers");
+        for chunk in order.chunks(CACHE_CHUNK) {
+            let rows: Vec<Vec<u32>> = chunk.iter().map(|&(p, r)| products[p][r].clone()).collect();
+            let batch = pad_batch(&rows, pad_id, device);
+            let x = encoder.embed(batch.input_ids, &batch.attention_mask);
+            let x = encoder.forward_layers(x, &batch.attention_mask, 0..first_layer);
+            let [_, l, _] = x.dims();
+            let values = to_vec(x)?;
+            for (i, &(p, r)) in chunk.iter().enumerate() {
+                let len = rows[i].len();
+                let start = i * l * hidden;
+                out[p][r] = CachedReview {
+                    len,
+                    values: values[start..start + len * hidden].to_vec(),
+                };
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(Self {
+            hidden,
+            first_layer,
+            products: out,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.products
+            .iter()
+            .flatten()
+            .map(|r| r.values.len() * 4)
+            .sum()
+    }
+
+    /// Number of cached reviews.
+    pub fn n_reviews(&self) -> usize {
+        self.products.iter().map(Vec::len).sum()
+    }
+}
+
+/// A progress bar of `len` steps, hidden unless `show`.
+pub fn progress_bar(show: bool, len: u64, message: &'static str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// Each review's vector `[n_reviews, hidden]` after `encoder`'s layers above the cache
+/// (token mean), for cached `products`, and the slot (index into `products`) each row
+/// belongs to.
+pub fn review_vectors(
+    encoder: &Encoder,
+    cache: &FeatureCache,
+    products: &[usize],
+    device: &Device,
+) -> (Tensor<2>, Vec<usize>) {
+    let h = cache.hidden;
+    let n_layers = encoder.num_layers();
+    let mut reviews: Vec<(usize, &CachedReview)> = products
+        .iter()
+        .enumerate()
+        .flat_map(|(slot, &p)| cache.products[p].iter().map(move |r| (slot, r)))
+        .collect();
+    reviews.sort_by_key(|(_, r)| r.len);
+    let mut pooled = Vec::new();
+    for chunk in reviews.chunks(TRAIN_CHUNK) {
+        let b = chunk.len();
+        let l = chunk.iter().map(|(_, r)| r.len).max().unwrap_or(1).max(1);
+        let mut values = vec![0f32; b * l * h];
+        let mut mask = vec![0i64; b * l];
+        for (i, (_, r)) in chunk.iter().enumerate() {
+            values[i * l * h..i * l * h + r.len * h].copy_from_slice(&r.values);
+            mask[i * l..i * l + r.len].iter_mut().for_each(|m| *m = 1);
+        }
+        let x = Tensor::<3>::from_data(TensorData::new(values, [b, l, h]), device);
+        let mask = Tensor::<2, Int>::from_data(TensorData::new(mask, [b, l]), device);
+        let top = encoder.forward_layers(x, &mask, cache.first_layer..n_layers);
+        pooled.push(mean_pool(top, &mask));
+    }
+    (
+        Tensor::cat(pooled, 0),
+        reviews.iter().map(|(slot, _)| *slot).collect(),
+    )
+}
+
+/// The frozen view's input: every review vector of each of `products` (in `products`
+/// order), from the base `encoder`'s layers above the cache, in chunks of 64 products.
+pub fn frozen_review_vectors(
+    encoder: &Encoder,
+    cache: &FeatureCache,
+    products: &[usize],
+    device: &Device,
+) -> Result<Vec<ProductVectors>, InferenceError> {
+    let h = cache.hidden;
+    let mut out: Vec<ProductVectors> = Vec::with_capacity(products.len());
+    for chunk in products.chunks(64) {
+        let (vectors, slots) = review_vectors(encoder, cache, chunk, device);
+        let mut per_product: Vec<ProductVectors> = vec![Vec::new(); chunk.len()];
+        for (row, &slot) in to_vec(vectors)?.chunks_exact(h).zip(&slots) {
+            per_product[slot].push(row.to_vec());
+        }
+        out.extend(per_product);
+    }
+    Ok(out)
+}
+
+/// Logits `[products.len(), n_tags]` of head `head` for cached products: the adapted layers
+/// per review, token mean per review, then the reviews combined by `pooling`.
+pub fn product_logits(
+    model: &TagModel,
+    head: usize,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    device: &Device,
+) -> Tensor<2> {
+    let (pooled, slots) = review_vectors(&model.encoder, cache, products, device);
+    let n = slots.len();
+    // Product vector = mean of its reviews' vectors: a [products, reviews] averaging matrix.
+    let p = products.len();
+    let mut counts = vec![0usize; p];
+    for &slot in &slots {
+        counts[slot] += 1;
+    }
+    let mut avg = vec![0f32; p * n];
+    for (j, &slot) in slots.iter().enumerate() {
+        avg[slot * n + j] = 1.0 / counts[slot].max(1) as f32;
+    }
+    let avg = Tensor::<2>::from_data(TensorData::new(avg, [p, n]), device);
+    match pooling {
+        Pooling::Mean => model.heads[head].forward(avg.matmul(pooled)),
+        Pooling::LogMeanExp => {
+            // Per-review logits, bounded so exp stays finite in f32; then
+            // log(mean_r exp(z_r)) per product and tag.
+            let z = model.heads[head]
+                .forward(pooled)
+                .clamp(-LOGIT_BOUND, LOGIT_BOUND);
+            avg.matmul(z.exp()).log()
+        }
+    }
+}
+
+/// Per-review logits are clamped to ±this before log-mean-exp pooling (e^30 ≈ 1e13 keeps
+/// f32 sums exact enough; sigmoid(±30) is already 0/1).
+const LOGIT_BOUND: f32 = 30.0;
+
+/// Sigmoid probabilities `[product][tag]` for cached products, in batches.
+pub fn cached_probabilities(
+    model: &TagModel,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, InferenceError> {
+    let mut out = Vec::with_capacity(products.len());
+    for chunk in products.chunks(batch_size.max(1)) {
+        let logits = product_logits(model, 0, cache, chunk, pooling, device);
+        let n_tags = logits.dims()[1];
+        let values = to_vec(sigmoid(logits))?;
+        out.extend(values.chunks(n_tags).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// The device `encoder`'s parameters live on.
+pub fn encoder_device(encoder: &Encoder) -> Device {
+    encoder.embeddings.word_embeddings.weight.val().device()
+}

@@ -1,0 +1,120 @@
+//! [`TrainError`]: every way training can fail.
+
+use std::path::{Path, PathBuf};
+
+use lamoda_data::DataError;
+use lamoda_inference::InferenceError;
+use lamoda_model::ModelError;
+use serde::{Deserialize, Serialize};
+
+/// Why training failed; every variant names the file, row or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A training setting is out of range.
+    #[error("{}: `{field}` = {value}: {reason}", path.display())]
+    Config {
+        /// The config file (or `<config>` when built in code).
+        path: PathBuf,
+        /// The field at fault.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A training row carries a tag outside the category's pool.
+    #[error("training row {row}: tag {tag:?} is not in the {category} pool")]
+    UnknownTag {
+        /// The row number in the labeled file.
+        row: usize,
+        /// The tag.
+        tag: String,
+        /// The category.
+        category: String,
+    },
+    /// The split left nothing to train on or to evaluate.
+    #[error(
+        "{category}: the split gives {n_train} training and {n_dev} dev rows; both must be non-empty"
+    )]
+    EmptySplit {
+        /// The category.
+        category: String,
+        /// Training rows.
+        n_train: usize,
+        /// Dev rows.
+        n_dev: usize,
+    },
+    /// A product has no review to read.
+    #[error("product {index}: no reviews")]
+    NoReviews {
+        /// Its index among the stacks given.
+        index: usize,
+    },
+    /// The adapter directory's head does not fit the pool.
+    #[error("{}: the adapter's tags do not match the {category} pool ({reason})", path.display())]
+    WrongAdapter {
+        /// The adapter directory.
+        path: PathBuf,
+        /// The category.
+        category: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be written or parsed.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// Reading a data or config file failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model crate failed (tokeniser, adapter files, LoRA settings).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The lexical branch or the frozen view cannot be fitted on what was given.
+    #[error("{}: {reason}", path.display())]
+    Lexical {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The runtime failed (the forward pass, reading or writing the model format).
+    #[error(transparent)]
+    Runtime(#[from] InferenceError),
+}
+
+/// The [`TrainError::Io`] of `path`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(io_err(path))
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|source| TrainError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
