@@ -10,8 +10,8 @@ use crate::common::project;
 pub fn run() -> anyhow::Result<()> {
     let root = project().root().to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // Build into xtask's own target dir (target/xtask/debug/xtask → target/xtask):
-    // Burn then compiles once for xtask and the checks alike.
+    // Build into the target dir xtask itself was built in (target/debug/xtask → target),
+    // the workspace's: Burn then compiles once for xtask and the checks alike.
     let target_dir = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(std::path::Path::to_path_buf))

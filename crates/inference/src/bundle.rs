@@ -65,6 +65,7 @@ impl Bundle {
         if !path.is_file() {
             return Err(InferenceError::NotABundle {
                 path: dir.to_path_buf(),
+                manifest: path,
             });
         }
         // The format first, so a newer bundle says so rather than failing on a field.

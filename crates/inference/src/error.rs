@@ -18,12 +18,14 @@ pub enum InferenceError {
     },
     /// A directory is not a model bundle (no `bundle.json`).
     #[error(
-        "{} is not a model bundle: it has no {} (write one with `cargo xtask bundle`)",
-        path.display(), crate::format::BUNDLE_FILE
+        "{} is not a model bundle: {} is missing (write one with `cargo xtask bundle`)",
+        path.display(), manifest.display()
     )]
     NotABundle {
         /// The directory.
         path: PathBuf,
+        /// The manifest looked for.
+        manifest: PathBuf,
     },
     /// The bundle was written by a newer (or unknown) format.
     #[error(

@@ -60,9 +60,30 @@ impl FrequencyPrior {
     }
 }
 
+/// The logit of a frequency `f`, clamped into `[eps, 1 − eps]` first so that a tag seen
+/// always or never gets a finite intercept.
+pub fn frequency_logit(f: f64, eps: f64) -> f64 {
+    let p = f.clamp(eps, 1.0 - eps);
+    (p / (1.0 - p)).ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frequency_logit_inverts_the_sigmoid_and_clamps_the_ends() {
+        assert_eq!(frequency_logit(0.5, 1e-3), 0.0);
+        // ln(0.2 / 0.8) = −ln 4.
+        assert!((frequency_logit(0.2, 1e-3) + 4f64.ln()).abs() < 1e-12);
+        for f in [0.01, 0.3, 0.9] {
+            assert!((1.0 / (1.0 + (-frequency_logit(f, 1e-4)).exp()) - f).abs() < 1e-12);
+        }
+        // A tag never or always seen gets ±ln((1 − ε) / ε), not an infinity.
+        let end = (0.999f64 / 0.001).ln();
+        assert!((frequency_logit(0.0, 1e-3) + end).abs() < 1e-9);
+        assert!((frequency_logit(1.0, 1e-3) - end).abs() < 1e-9);
+    }
 
     fn stack(tags: &[&str]) -> ReviewStack {
         ReviewStack {

@@ -92,7 +92,13 @@ pub enum TrainError {
     },
     /// The runtime failed (the forward pass, reading or writing the model format).
     #[error(transparent)]
-    Runtime(#[from] InferenceError),
+    Runtime(Box<InferenceError>),
+}
+
+impl From<InferenceError> for TrainError {
+    fn from(err: InferenceError) -> Self {
+        Self::Runtime(Box::new(err))
+    }
 }
 
 /// The [`TrainError::Io`] of `path`.

@@ -10,10 +10,10 @@
 use lamoda_inference::forward::to_vec;
 use lamoda_inference::frozen::{FrozenView, LOGIT_BOUND, ProductVectors, max_and_exp_sum};
 use lamoda_inference::lexical::sigmoid;
+use lamoda_metrics::prior::frequency_logit;
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 
 use crate::error::TrainError;
-use crate::lexical_fit::frequency_logit;
 use crate::moments::Moments;
 
 /// How a [`FrozenView`] is fitted.

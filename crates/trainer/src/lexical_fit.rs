@@ -14,6 +14,8 @@ use lamoda_inference::lexical::{
     second_stage_row, sigmoid,
 };
 
+use lamoda_metrics::prior::frequency_logit;
+
 use crate::error::TrainError;
 use crate::frozen_fit::{FrozenFit, fit_frozen_view};
 
@@ -168,13 +170,6 @@ pub fn fit_lexical(
         model.second = Some(SecondStage { weights, bias });
     }
     Ok(model)
-}
-
-/// The logit of a frequency `f`, clamped into `[eps, 1 − eps]` first so that a tag seen
-/// always or never gets a finite intercept.
-pub fn frequency_logit(f: f64, eps: f64) -> f64 {
-    let p = f.clamp(eps, 1.0 - eps);
-    (p / (1.0 - p)).ln()
 }
 
 /// `log(1 + e^z)` without overflow.
@@ -394,20 +389,6 @@ mod tests {
 
     fn docs(texts: &[&str]) -> Vec<Vec<String>> {
         texts.iter().map(|t| vec![t.to_string()]).collect()
-    }
-
-    #[test]
-    fn frequency_logit_inverts_the_sigmoid_and_clamps_the_ends() {
-        assert_eq!(frequency_logit(0.5, 1e-3), 0.0);
-        // ln(0.2 / 0.8) = −ln 4.
-        assert!((frequency_logit(0.2, 1e-3) + 4f64.ln()).abs() < 1e-12);
-        for f in [0.01, 0.3, 0.9] {
-            assert!((sigmoid(frequency_logit(f, 1e-4)) - f).abs() < 1e-12);
-        }
-        // A tag never or always seen gets ±ln((1 − ε) / ε), not an infinity.
-        let end = (0.999f64 / 0.001).ln();
-        assert!((frequency_logit(0.0, 1e-3) + end).abs() < 1e-9);
-        assert!((frequency_logit(1.0, 1e-3) - end).abs() < 1e-9);
     }
 
     #[test]

@@ -242,15 +242,15 @@ pub fn train_category(
     let mut optim = adamw.init();
     let mut optim_head = adamw.init();
     let decoding = DecodeConfig::default();
-    let dev_probabilities = |m: &TagModel| {
-        cached_probabilities(
+    let dev_probabilities = |m: &TagModel| -> Result<Vec<Vec<f32>>, TrainError> {
+        Ok(cached_probabilities(
             m,
             &cache,
             &dev_idx,
             config.pooling,
             config.eval_batch_size,
             &plain,
-        )
+        )?)
     };
     let t_train = Instant::now();
     let mut stopped_early = false;

@@ -15,14 +15,6 @@ use lamoda_model::tokenize::{TextTokenizer, build_unigram_tokenizer, letter_piec
 use lamoda_model::{BaseInfo, EncoderConfig, HiddenAct, LoadedBase, ModelType, default_device};
 use lamoda_trainer::{Loss, Progress, TrainConfig, TrainReport, finish_adapter, train_category};
 
-/// `load_trained` of old: the adapter directory loaded onto `base`.
-fn load_trained(
-    dir: &Path,
-    base: &LoadedBase,
-) -> Result<Adapter, lamoda_inference::InferenceError> {
-    Adapter::load(dir, base)
-}
-
 /// The encoder's probabilities computed the plain way, as a reference for the cached,
 /// length-sorted, batched path: every review alone through the whole encoder (embeddings
 /// and all layers, no padding), token mean, then the head on the mean of a product's
@@ -206,7 +198,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     let cfg = config();
     let before = predict_probabilities(&report.model, &base.tokenizer, &cfg.runtime(), &stacks)
         .expect("predict in memory");
-    let trained = load_trained(&report.dir, &base).expect("load adapter");
+    let trained = Adapter::load(&report.dir, &base).expect("load adapter");
     assert_eq!(trained.runtime, cfg.runtime());
     assert!(report.dir.join(RUNTIME_FILE).is_file());
     assert!(trained.thresholds.is_some());
@@ -276,7 +268,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     assert!(report.dir.join(LEXICAL_CONFIG_FILE).is_file());
     assert!(report.dir.join(LEXICAL_WEIGHTS_FILE).is_file());
 
-    let trained = load_trained(&report.dir, &base).expect("load adapter");
+    let trained = Adapter::load(&report.dir, &base).expect("load adapter");
     let lexical = trained.lexical.as_ref().expect("lexical branch loaded");
     assert_eq!(lexical.settings.weight, 0.4);
     let stacks: Vec<&[String]> = rows.iter().take(20).map(|r| r.reviews.as_slice()).collect();
@@ -308,7 +300,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
         .expect("the adapter keeps the base");
     assert_eq!(alone, vectors);
     // Settings without the frozen view (or no branch) drop the base; with it, keep it.
-    let mut refit = load_trained(&report.dir, &base).expect("load adapter");
+    let mut refit = Adapter::load(&report.dir, &base).expect("load adapter");
     let without = LexicalSettings {
         frozen_view: false,
         ..lexical.settings.clone()
@@ -360,7 +352,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     assert!(finished.branches.is_none() && finished.lexical.is_none());
     assert!(!report.dir.join(LEXICAL_CONFIG_FILE).exists());
     assert!(
-        load_trained(&report.dir, &base)
+        Adapter::load(&report.dir, &base)
             .expect("reload")
             .lexical
             .is_none()
