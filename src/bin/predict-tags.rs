@@ -81,8 +81,9 @@ struct Cli {
     /// thresholds (or 0.5 where none were saved).
     #[arg(long, value_parser = probability)]
     threshold: Option<f32>,
-    /// Print one JSON object: good_type, category, fallback, tags, probabilities.
-    #[arg(long)]
+    /// Print one JSON object: good_type, category, fallback, tags, probabilities (with
+    /// --input every line is JSON anyway).
+    #[arg(long, conflicts_with = "input")]
     json: bool,
 }
 

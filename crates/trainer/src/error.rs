@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use lamoda_data::DataError;
 use lamoda_inference::InferenceError;
 use lamoda_model::ModelError;
-use serde::{Deserialize, Serialize};
 
 /// Why training failed; every variant names the file, row or value at fault.
 #[derive(Debug, thiserror::Error)]
@@ -68,14 +67,6 @@ pub enum TrainError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A JSON file could not be written or parsed.
-    #[error("{}: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The JSON error.
-        source: serde_json::Error,
-    },
     /// Reading a data or config file failed.
     #[error(transparent)]
     Data(#[from] DataError),
@@ -107,20 +98,4 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError +
         path: path.to_path_buf(),
         source,
     }
-}
-
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| TrainError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::write(path, text).map_err(io_err(path))
-}
-
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| TrainError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
 }

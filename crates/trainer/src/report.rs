@@ -5,13 +5,13 @@ use std::path::Path;
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack};
 use lamoda_inference::Thresholds;
-use lamoda_inference::format::THRESHOLDS_FILE;
+use lamoda_inference::format::{THRESHOLDS_FILE, write_json};
 use lamoda_metrics::{
     Metrics, evaluate_probabilities, gold_vectors, tune_global_threshold, tune_thresholds,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{TrainError, io_err, write_json};
+use crate::error::{TrainError, io_err};
 use crate::train_config::TrainConfig;
 
 /// `k` of precision@k / recall@k in training reports.

@@ -26,7 +26,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack, SplitConfig, train_dev_split};
-use lamoda_inference::format::{METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE};
+use lamoda_inference::format::{
+    METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE, read_json, write_json,
+};
 use lamoda_inference::forward::{
     FeatureCache, cached_probabilities, encoder_device, frozen_review_vectors, product_logits,
     progress_bar, to_vec, tokenize_stacks,
@@ -37,7 +39,7 @@ use lamoda_model::burn::optim::{AdamWConfig, GradientsParams};
 use lamoda_model::burn::tensor::{Tensor, TensorData};
 use lamoda_model::{HeadSpec, LoadedBase, TagModel};
 
-use crate::error::{TrainError, io_err, read_json, write_json};
+use crate::error::{TrainError, io_err};
 use crate::finish::{FrozenVectors, finish_adapter};
 use crate::report::{EpochRecord, REPORT_K, TrainMetrics};
 use crate::step::{learning_rate, loss, review_statistics};
