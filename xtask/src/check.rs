@@ -1,15 +1,22 @@
-//! `cargo xtask check`: formatting, lints and the whole test suite, as CI runs them.
+//! `cargo xtask check`: one build of the dependencies, formatting, lints and the whole
+//! test suite, as CI runs them.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
 use crate::common::project;
 
-/// Runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test` on the workspace.
+/// Checks that `cargo xtask` and `predict-tags` resolve the same features, then runs
+/// `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test` on the workspace.
 pub fn run() -> anyhow::Result<()> {
     let root = project().root().to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("== one build: xtask and predict-tags resolve the same features");
+    one_build(&cargo, &root)?;
     // Build into the target dir xtask itself was built in (target/debug/xtask → target),
     // the workspace's: Burn then compiles once for xtask and the checks alike.
     let target_dir = std::env::current_exe()
@@ -47,5 +54,74 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     eprintln!("== all checks passed");
+    Ok(())
+}
+
+/// The features `cargo tree` resolves for each package when building `package` alone.
+fn resolved_features(
+    cargo: &OsStr,
+    root: &Path,
+    package: &str,
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--quiet",
+            "-p",
+            package,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["-f", "{p}|{f}"])
+        .current_dir(root)
+        .output()
+        .with_context(|| format!("cannot run cargo tree for {package}"))?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut features: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let line = line.replace(" (*)", "");
+        let Some((name, list)) = line.split_once('|') else {
+            continue;
+        };
+        features.entry(name.trim().to_owned()).or_default().extend(
+            list.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    Ok(features)
+}
+
+/// Fails when a crate that both `xtask` and `lamoda-tags` (predict-tags) build resolves
+/// other features in each: it would be compiled twice, and with it everything above it
+/// (Burn).
+fn one_build(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
+    let xtask = resolved_features(cargo, root, "xtask")?;
+    let tags = resolved_features(cargo, root, "lamoda-tags")?;
+    let differ: Vec<String> = tags
+        .iter()
+        .filter_map(|(name, features)| {
+            let other = xtask.get(name)?;
+            (other != features).then(|| {
+                let only: Vec<&String> = other.symmetric_difference(features).collect();
+                format!("{name} ({only:?})")
+            })
+        })
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "cargo xtask and predict-tags resolve other features for {}: give them the same \
+             features in the root Cargo.toml (see its note on byteorder and miniz_oxide)",
+            differ.join(", ")
+        );
+    }
     Ok(())
 }
