@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::Category;
 use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE};
 use lamoda_inference::lamoda_model::lora::ADAPTER_CONFIG_FILE;
 use lamoda_trainer::TrainConfig;
 
-use crate::common::{project, write_project_bundle};
+use crate::common::{missing_routed, project, write_project_bundle};
 
 /// Arguments of `cargo xtask bundle`.
 #[derive(Args, Debug)]
@@ -44,6 +44,17 @@ pub fn run(args: BundleArgs) -> anyhow::Result<()> {
         println!(
             "{}: written from {TRAIN_CONFIG_FILE}",
             runtime_path.display()
+        );
+    }
+    let missing = missing_routed(&dir)?;
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+        bail!(
+            "{}: configs/routing.toml sends good types to {}, which have no adapter there \
+             (train them with `cargo xtask train --category C --out {}`)",
+            dir.display(),
+            names.join(", "),
+            dir.display()
         );
     }
     let bundle = write_project_bundle(&dir)?;

@@ -159,10 +159,6 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        if !args.retrain.is_empty() {
-            // The retrained adapters are a bundle too (`cargo xtask eval --model <out>`).
-            crate::common::write_project_bundle(&out)?;
-        }
     }
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));

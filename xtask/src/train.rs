@@ -152,19 +152,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         )?
     };
     lines.sort();
-    let bundle = crate::common::write_project_bundle(&out)?;
-    lines.push(format!(
-        "bundle {} ({} categories)",
-        bundle.dir().display(),
-        bundle.categories().len()
-    ));
+    let trained = lines.len();
+    // A bundle needs every category the routing table names; a directory of some of
+    // them (a single `--category` into a fresh `--out`) stays a directory of adapters.
+    let missing = crate::common::missing_routed(&out)?;
+    if missing.is_empty() {
+        let bundle = crate::common::write_project_bundle(&out)?;
+        lines.push(format!(
+            "bundle {} ({} categories)",
+            bundle.dir().display(),
+            bundle.categories().len()
+        ));
+    } else {
+        let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+        lines.push(format!(
+            "{} is not a bundle yet: configs/routing.toml also needs adapters for {}",
+            out.display(),
+            names.join(", ")
+        ));
+    }
     for line in &lines {
         println!("{line}");
     }
-    if lines.len() > 1 {
+    if trained > 1 {
         println!(
-            "{} adapters in {:.0} s ({n_jobs} at a time)",
-            lines.len(),
+            "{trained} adapters in {:.0} s ({n_jobs} at a time)",
             t0.elapsed().as_secs_f64()
         );
     }
