@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use lamoda_data::Category;
-use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE};
+use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE, write_json};
 use lamoda_inference::lamoda_model::lora::ADAPTER_CONFIG_FILE;
 use lamoda_trainer::TrainConfig;
 
-use crate::common::{missing_routed, project, write_project_bundle};
+use crate::common::{project, write_project_bundle};
 
 /// Arguments of `cargo xtask bundle`.
 #[derive(Args, Debug)]
@@ -30,34 +30,22 @@ pub fn run(args: BundleArgs) -> anyhow::Result<()> {
         if !cat_dir.join(ADAPTER_CONFIG_FILE).is_file() || cat_dir.join(RUNTIME_FILE).is_file() {
             continue;
         }
-        let config_path = cat_dir.join(TRAIN_CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?;
-        let config: TrainConfig = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", config_path.display()))?;
+        let config = TrainConfig::read_record(&cat_dir)?;
         let runtime_path = cat_dir.join(RUNTIME_FILE);
-        std::fs::write(
-            &runtime_path,
-            serde_json::to_string_pretty(&config.runtime())?,
-        )
-        .with_context(|| format!("writing {}", runtime_path.display()))?;
+        write_json(&runtime_path, &config.runtime())?;
         println!(
             "{}: written from {TRAIN_CONFIG_FILE}",
             runtime_path.display()
         );
     }
-    let missing = missing_routed(&dir)?;
-    if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
-        bail!(
-            "{}: configs/routing.toml sends good types to {}, which have no adapter there \
-             (train them with `cargo xtask train --category C --out {}`)",
+    let bundle = write_project_bundle(&dir).with_context(|| {
+        format!(
+            "cannot bundle {} (it needs an adapter for every category configs/routing.toml \
+             names: train the missing ones with `cargo xtask train --category C --out {}`)",
             dir.display(),
-            names.join(", "),
             dir.display()
-        );
-    }
-    let bundle = write_project_bundle(&dir)?;
+        )
+    })?;
     let categories: Vec<&str> = bundle.categories().iter().map(|c| c.name()).collect();
     println!(
         "bundle {}: {} on base {} ({})",

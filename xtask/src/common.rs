@@ -99,20 +99,6 @@ pub fn write_project_bundle(model_dir: &Path) -> anyhow::Result<lamoda_inference
     Ok(bundle)
 }
 
-/// The categories the project's routing table sends good types to (its fallback among
-/// them) that have no adapter in `model_dir`: a bundle needs them all.
-pub fn missing_routed(model_dir: &Path) -> anyhow::Result<Vec<lamoda_data::Category>> {
-    let routing = project().routing()?;
-    let mut routed: Vec<lamoda_data::Category> = routing.good_types.values().copied().collect();
-    routed.push(routing.fallback);
-    routed.sort();
-    routed.dedup();
-    Ok(routed
-        .into_iter()
-        .filter(|c| !model_dir.join(c.name()).join(ADAPTER_CONFIG_FILE).is_file())
-        .collect())
-}
-
 /// `target` relative to the directory `from` when both lie under one ancestor (as
 /// `../models/e5-small` from `adapters/`), else `target` absolute.
 fn relative_to(target: &Path, from: &Path) -> String {

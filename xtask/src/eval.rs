@@ -2,13 +2,12 @@
 //! frequency prior.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use std::io::IsTerminal as _;
-use std::time::Instant;
-
 use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
 use lamoda_inference::Tagger;
 use lamoda_metrics::{FrequencyPrior, Metrics, evaluate_prior, evaluate_probabilities};

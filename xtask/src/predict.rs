@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Route, UnknownTagPolicy};
 use lamoda_inference::{InferenceError, Request, TagProbability, Tagger};
-
 use lamoda_metrics::FrequencyPrior;
 use serde::Serialize;
 

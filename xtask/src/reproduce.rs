@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, UnknownTagPolicy, train_dev_split};
 use lamoda_inference::Tagger;
-use lamoda_inference::format::{METRICS_FILE, THRESHOLDS_FILE, TRAIN_CONFIG_FILE};
+use lamoda_inference::format::{METRICS_FILE, THRESHOLDS_FILE};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category};
 
 use crate::common::{DataRootArgs, project};
@@ -117,11 +117,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 );
             }
             let recorded = recorded_micro_f1(&shipped)?;
-            let config_path = shipped.join(TRAIN_CONFIG_FILE);
-            let text = std::fs::read_to_string(&config_path)
-                .with_context(|| format!("reading {}", config_path.display()))?;
-            let config: TrainConfig = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", config_path.display()))?;
+            let config = TrainConfig::read_record(&shipped)?;
             let pool = project.pool(category)?;
             let training = data
                 .labeled(category, &pool, UnknownTagPolicy::Error)

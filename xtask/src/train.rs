@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, UnknownTagPolicy};
+use lamoda_inference::InferenceError;
 use lamoda_trainer::{Progress, TrainConfig, train_category};
 
 use crate::common::{DataRootArgs, project};
@@ -155,21 +156,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let trained = lines.len();
     // A bundle needs every category the routing table names; a directory of some of
     // them (a single `--category` into a fresh `--out`) stays a directory of adapters.
-    let missing = crate::common::missing_routed(&out)?;
-    if missing.is_empty() {
-        let bundle = crate::common::write_project_bundle(&out)?;
-        lines.push(format!(
+    match crate::common::write_project_bundle(&out) {
+        Ok(bundle) => lines.push(format!(
             "bundle {} ({} categories)",
             bundle.dir().display(),
             bundle.categories().len()
-        ));
-    } else {
-        let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
-        lines.push(format!(
-            "{} is not a bundle yet: configs/routing.toml also needs adapters for {}",
-            out.display(),
-            names.join(", ")
-        ));
+        )),
+        Err(err)
+            if matches!(
+                err.downcast_ref::<InferenceError>(),
+                Some(InferenceError::UnroutedCategory { .. })
+            ) =>
+        {
+            lines.push(format!(
+                "{} is not a bundle yet: {}",
+                out.display(),
+                lamoda_tags::error_line(&err)
+            ));
+        }
+        Err(err) => return Err(err),
     }
     for line in &lines {
         println!("{line}");
@@ -259,11 +264,7 @@ fn retune(
         .with_context(|| format!("loading the `{category}` adapter"))?;
     // The encoder stays as trained; what follows it comes from the current config.
     let config_path = dir.join(TRAIN_CONFIG_FILE);
-    let mut config: TrainConfig = serde_json::from_str(
-        &std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", config_path.display()))?;
+    let mut config = TrainConfig::read_record(&dir)?;
     if config.runtime() != adapter.runtime {
         bail!(
             "{}: the training config reads reviews otherwise than {RUNTIME_FILE} says",

@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
@@ -212,11 +212,11 @@ pub struct OutputLine<'a> {
 }
 
 impl<'a> OutputLine<'a> {
-    /// The line of `product`'s `prediction`.
-    pub fn new(product: &'a Product, prediction: &'a Prediction) -> Self {
+    /// The line of product `sku`'s `prediction`.
+    pub fn new(sku: &'a str, prediction: &'a Prediction) -> Self {
         Self {
-            sku: &product.sku,
-            good_type: &product.good_type,
+            sku,
+            good_type: &prediction.good_type,
             category: prediction.category.name(),
             fallback: prediction.fallback,
             tags: &prediction.tags,
@@ -475,41 +475,45 @@ struct Existing {
     repaired: bool,
 }
 
-/// Reads the output of an earlier run: the SKUs of its whole lines. A last line that is
-/// cut short (no newline, or not JSON) is dropped; a bad line before the last is an error
-/// (the file is not ours to repair).
-fn scan_output(path: &Path) -> Result<Existing, InferenceError> {
-    let mut bytes = Vec::new();
+/// `path` opened for reading, or `None` when it does not exist (a first run).
+fn open_existing(path: &Path) -> Result<Option<BufReader<File>>, InferenceError> {
     match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(io_err(path))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::default()),
-        Err(e) => return Err(io_err(path)(e)),
+        Ok(f) => Ok(Some(BufReader::new(f))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// Reads the output of an earlier run, line by line: the SKUs of its whole lines. A last
+/// line that is cut short (no newline, or not JSON) is dropped; a bad line before the last
+/// is an error (the file is not ours to repair).
+fn scan_output(path: &Path) -> Result<Existing, InferenceError> {
     #[derive(Deserialize)]
     struct Done {
         sku: String,
     }
     let mut existing = Existing::default();
-    let mut start = 0usize;
+    let Some(mut reader) = open_existing(path)? else {
+        return Ok(existing);
+    };
+    let mut line = Vec::new();
     let mut line_no = 0usize;
-    while start < bytes.len() {
-        line_no += 1;
-        let end = bytes[start..].iter().position(|&b| b == b'\n');
-        let Some(end) = end.map(|e| start + e) else {
-            existing.repaired = true; // cut before its newline
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_err(path))?;
+        if n == 0 {
             break;
-        };
-        let parsed = std::str::from_utf8(&bytes[start..end])
-            .ok()
-            .and_then(|text| serde_json::from_str::<Done>(text).ok());
+        }
+        line_no += 1;
+        let parsed = (line.last() == Some(&b'\n'))
+            .then(|| serde_json::from_slice::<Done>(&line).ok())
+            .flatten();
         match parsed {
             Some(done) => {
                 existing.skus.insert(done.sku);
-                existing.valid_len = (end + 1) as u64;
+                existing.valid_len += n as u64;
             }
-            None if end + 1 == bytes.len() => {
+            None if reader.fill_buf().map_err(io_err(path))?.is_empty() => {
                 existing.repaired = true;
                 break;
             }
@@ -523,20 +527,17 @@ fn scan_output(path: &Path) -> Result<Existing, InferenceError> {
                 });
             }
         }
-        start = end + 1;
     }
     Ok(existing)
 }
 
 /// Rows already listed in the side file of an earlier run.
 fn listed_bad_rows(path: &Path) -> Result<HashSet<usize>, InferenceError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(io_err(path)(e)),
-    };
     let mut rows = HashSet::new();
-    for line in BufReader::new(file).lines() {
+    let Some(reader) = open_existing(path)? else {
+        return Ok(rows);
+    };
+    for line in reader.lines() {
         if let Ok(bad) = serde_json::from_str::<BadRow>(&line.map_err(io_err(path))?) {
             rows.insert(bad.row);
         }
@@ -557,8 +558,11 @@ pub fn tag_table(
 ) -> Result<BatchSummary, InferenceError> {
     let started = Instant::now();
     if options.batch_size == 0 {
-        return Err(InferenceError::Decode {
-            reason: "the batch size must be at least 1".into(),
+        return Err(InferenceError::Config {
+            path: "<batch options>".into(),
+            field: "batch_size",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
         });
     }
     let rows_total = count_rows(input)?;
@@ -583,7 +587,6 @@ pub fn tag_table(
     let mut side_file: Option<File> = None;
 
     let mut batch: Vec<Product> = Vec::with_capacity(options.batch_size);
-    let mut rows_done = 0usize;
     let flush = |batch: &mut Vec<Product>,
                  file: &mut File,
                  summary: &mut BatchSummary|
@@ -591,15 +594,15 @@ pub fn tag_table(
         if batch.is_empty() {
             return Ok(());
         }
-        let requests: Vec<Request> = batch
-            .iter()
-            .map(|p| Request::new(p.good_type.clone(), p.reviews.clone()))
-            .collect();
+        let (skus, requests): (Vec<String>, Vec<Request>) = batch
+            .drain(..)
+            .map(|p| (p.sku, Request::new(p.good_type, p.reviews)))
+            .unzip();
         let predictions = tagger.predict(&requests)?;
         let mut text = String::new();
-        for (product, prediction) in batch.iter().zip(&predictions) {
+        for (sku, prediction) in skus.iter().zip(&predictions) {
             let line =
-                serde_json::to_string(&OutputLine::new(product, prediction)).map_err(|source| {
+                serde_json::to_string(&OutputLine::new(sku, prediction)).map_err(|source| {
                     InferenceError::Json {
                         path: out.to_path_buf(),
                         source,
@@ -610,12 +613,10 @@ pub fn tag_table(
         }
         file.write_all(text.as_bytes()).map_err(io_err(out))?;
         file.flush().map_err(io_err(out))?;
-        summary.tagged += batch.len();
-        batch.clear();
+        summary.tagged += skus.len();
         Ok(())
     };
     for item in table {
-        rows_done += 1;
         summary.rows += 1;
         let product = match item? {
             Ok(product) => product,
@@ -683,7 +684,7 @@ pub fn tag_table(
         if batch.len() == options.batch_size {
             flush(&mut batch, &mut file, &mut summary)?;
             progress(BatchProgress {
-                rows_done,
+                rows_done: summary.rows,
                 rows_total,
                 tagged: summary.tagged,
             });
@@ -692,7 +693,7 @@ pub fn tag_table(
     flush(&mut batch, &mut file, &mut summary)?;
     file.sync_all().map_err(io_err(out))?;
     progress(BatchProgress {
-        rows_done,
+        rows_done: summary.rows,
         rows_total,
         tagged: summary.tagged,
     });

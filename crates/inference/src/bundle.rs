@@ -121,17 +121,7 @@ impl Bundle {
         }
         let routing_path = dir.join(ROUTING_FILE);
         let routing = Routing::load(&routing_path)?;
-        let routed = std::iter::once(("(fallback)".to_owned(), routing.fallback))
-            .chain(routing.good_types.iter().map(|(g, &c)| (g.clone(), c)));
-        for (good_type, category) in routed {
-            if !pools.contains_key(&category) {
-                return Err(InferenceError::UnroutedCategory {
-                    path: routing_path,
-                    good_type,
-                    category,
-                });
-            }
-        }
+        check_routed(&routing, &routing_path, |c| pools.contains_key(&c))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
@@ -175,12 +165,12 @@ impl Bundle {
         self.dir.join(&self.manifest.base.default_dir)
     }
 
-    /// Checks that `base` (loaded from `base_dir`) is the one the bundle was trained on.
-    pub fn check_base(&self, base: &BaseInfo, base_dir: &Path) -> Result<(), InferenceError> {
+    /// Checks that `base` is the one the bundle was trained on.
+    pub fn check_base(&self, base: &BaseInfo) -> Result<(), InferenceError> {
         if base.weights_sha256 != self.manifest.base.sha256 {
             return Err(InferenceError::WrongBase {
                 path: self.dir.join(BUNDLE_FILE),
-                base_dir: base_dir.to_path_buf(),
+                base_dir: base.dir.clone(),
                 expected_name: self.manifest.base.name.clone(),
                 expected_sha: self.manifest.base.sha256.clone(),
                 found_sha: base.weights_sha256.clone(),
@@ -190,10 +180,32 @@ impl Bundle {
     }
 }
 
+/// Checks that every good type of `routing` (read from `path`), and its fallback, goes to a
+/// category that `has` an adapter.
+fn check_routed(
+    routing: &Routing,
+    path: &Path,
+    has: impl Fn(Category) -> bool,
+) -> Result<(), InferenceError> {
+    let routed = std::iter::once(("(fallback)", routing.fallback))
+        .chain(routing.good_types.iter().map(|(g, &c)| (g.as_str(), c)));
+    for (good_type, category) in routed {
+        if !has(category) {
+            return Err(InferenceError::UnroutedCategory {
+                path: path.to_path_buf(),
+                good_type: good_type.to_owned(),
+                category,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Makes `dir` a bundle of the adapter directories it holds (`<category>/` with an
 /// `adapter_config.json`): copies the routing table `routing` and each category's pool (`pool_file(category)`) in, and writes the
 /// manifest naming `base`. Each adapter must have been trained on `base` and have its
-/// `runtime.json`; the result is checked with [`Bundle::open`].
+/// `runtime.json`, and `routing` may send good types only to those categories: both are
+/// checked before anything is written, and the result with [`Bundle::open`].
 pub fn write_bundle(
     dir: &Path,
     base: &BaseRef,
@@ -210,6 +222,9 @@ pub fn write_bundle(
             reason: format!("no adapters (<category>/{ADAPTER_CONFIG_FILE}) to bundle"),
         });
     }
+    check_routed(&Routing::load(routing)?, routing, |c| {
+        categories.contains(&c)
+    })?;
     for &category in &categories {
         let config = lamoda_model::TagModel::read_adapter_config(&dir.join(category.name()))?;
         if config.base_sha256 != base.sha256 {
@@ -221,6 +236,8 @@ pub fn write_bundle(
                 found_sha: config.base_sha256,
             });
         }
+    }
+    for &category in &categories {
         let target = dir.join(category.name()).join(POOL_FILE);
         let source = pool_file(category);
         std::fs::copy(&source, &target).map_err(io_err(&source))?;

@@ -93,7 +93,7 @@ impl Tagger {
     /// head output per pool tag, in pool order, and saved per-tag thresholds (if any) for
     /// the same tags.
     pub fn load(base: LoadedBase, bundle: Bundle) -> Result<Self, InferenceError> {
-        bundle.check_base(&base.info, &base.info.dir)?;
+        bundle.check_base(&base.info)?;
         let mut models = BTreeMap::new();
         for category in bundle.categories() {
             let Some(pool) = bundle.pool(category).cloned() else {
@@ -343,7 +343,7 @@ fn check_adapter(
 }
 
 /// Loads the base in `base_dir` for `bundle`; a missing base names the command that
-/// provides it.
+/// provides it. Whether it is the bundle's base is checked by [`Tagger::load`].
 pub fn load_base(bundle: &Bundle, base_dir: &Path) -> Result<LoadedBase, InferenceError> {
     if !base_dir.join(lamoda_model::hf::CONFIG_FILE).is_file() {
         return Err(InferenceError::NoBase {
@@ -352,7 +352,8 @@ pub fn load_base(bundle: &Bundle, base_dir: &Path) -> Result<LoadedBase, Inferen
             provide: bundle.manifest().base.provide.clone(),
         });
     }
-    let base = lamoda_model::load_hf_dir(base_dir, &lamoda_model::default_device())?;
-    bundle.check_base(&base.info, base_dir)?;
-    Ok(base)
+    Ok(lamoda_model::load_hf_dir(
+        base_dir,
+        &lamoda_model::default_device(),
+    )?)
 }

@@ -212,6 +212,14 @@ impl TrainConfig {
         Self::load_file(&path)
     }
 
+    /// The config a training run recorded in the adapter directory `dir`
+    /// (`train_config.json`).
+    pub fn read_record(dir: &Path) -> Result<Self, TrainError> {
+        Ok(lamoda_inference::format::read_json(
+            &dir.join(lamoda_inference::format::TRAIN_CONFIG_FILE),
+        )?)
+    }
+
     /// Read and validate one TOML file.
     pub fn load_file(path: &Path) -> Result<Self, TrainError> {
         let config: Self = lamoda_data::read_toml(path)?;
