@@ -2,7 +2,8 @@
 //!
 //! `predict-tags --text "Отличные кроссовки, легкие и удобные" --good-type Shoes` prints
 //! `category: shoes` (with ` (fallback)` when the good type has no route of its own),
-//! then one `tag<TAB>probability` line per predicted tag, most probable first; `--json`
+//! then one `tag<TAB>probability<TAB>mentions` line per predicted tag (mentions: how many
+//! reviews support it on their own), most probable first; `--json`
 //! prints one JSON object instead. `predict-tags --input products.csv --out tags.jsonl`
 //! tags a table (see `lamoda_inference::batch`), resumably.
 //!
@@ -25,8 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_inference::batch::{
     BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
 };
-use lamoda_inference::format::BUNDLE_FILE;
-use lamoda_inference::{InferenceError, Prediction, Request, Tagger};
+use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Request, Tagger};
 
 /// Tags a product's reviews: the good type picks the category's adapter, which gives a
 /// probability for every tag of the category's pool; the tags that pass are printed.
@@ -81,6 +81,10 @@ struct Cli {
     /// thresholds (or 0.5 where none were saved).
     #[arg(long, value_parser = probability)]
     threshold: Option<f32>,
+    /// Keep a tag only when at least N of the reviews support it on their own (0: off;
+    /// then a product may get no tag).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_mentions: usize,
     /// Print one JSON object: good_type, category, fallback, tags, probabilities (with
     /// --input every line is JSON anyway).
     #[arg(long, conflicts_with = "input")]
@@ -177,11 +181,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .good_type
         .clone()
         .context("--good-type is needed with --text and --reviews")?;
+    let mut request = Request::new(good_type, reviews);
+    request.options = decode_options(&cli);
     let prediction = tagger
-        .predict(&[Request::new(good_type, reviews)])?
+        .predict(&[request])?
         .pop()
         .context("no prediction came back")?;
     print(&prediction, cli.json)
+}
+
+/// The per-product decoding the flags ask for (the threshold is set on the tagger).
+fn decode_options(cli: &Cli) -> DecodeOptions {
+    DecodeOptions {
+        min_mentions: cli.min_mentions,
+        ..DecodeOptions::default()
+    }
 }
 
 /// The `adapters/` bundle of the project checkout this runs in: the first
@@ -190,13 +204,8 @@ fn find_checkout_bundle() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().ok();
     let exe = std::env::current_exe().ok();
     let starts: Vec<&Path> = cwd.iter().chain(exe.iter()).map(PathBuf::as_path).collect();
-    for start in &starts {
-        for dir in start.ancestors() {
-            let candidate = dir.join("adapters");
-            if candidate.join(BUNDLE_FILE).is_file() {
-                return Ok(candidate);
-            }
-        }
+    if let Some(dir) = lamoda_inference::find_checkout_bundle(&starts) {
+        return Ok(dir);
     }
     bail!(
         "no model bundle: give --model DIR or set LAMODA_MODEL (a project checkout has one in \
@@ -216,6 +225,7 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &Cli) -> anyhow::Res
         batch_size: cli.batch_size as usize,
         shard: cli.shard,
         on_error: cli.on_error,
+        decode: decode_options(cli),
     };
     let terminal = std::io::stderr().is_terminal();
     let bar = if terminal {
@@ -309,7 +319,7 @@ fn print(prediction: &Prediction, json: bool) -> anyhow::Result<()> {
             prediction
                 .tags
                 .iter()
-                .map(|t| format!("{}\t{:.2}", t.tag, t.probability)),
+                .map(|t| format!("{}\t{:.2}\t{}", t.tag, t.probability, t.mentions)),
         );
         lines.join("\n")
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Route, UnknownTagPolicy};
-use lamoda_inference::{InferenceError, Request, TagProbability, Tagger};
+use lamoda_inference::{DecodeOptions, InferenceError, PredictedTag, Request, TagProbability, Tagger};
 use lamoda_metrics::FrequencyPrior;
 use serde::Serialize;
 
@@ -37,6 +37,9 @@ pub struct PredictArgs {
     /// thresholds (or 0.5 where none were saved).
     #[arg(long)]
     threshold: Option<f32>,
+    /// Keep a tag only when at least N reviews support it on their own (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_mentions: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -52,7 +55,7 @@ struct Answer {
     fallback: bool,
     model: String,
     reviews: usize,
-    tags: Vec<TagProbability>,
+    tags: Vec<PredictedTag>,
     #[serde(skip_serializing_if = "Option::is_none")]
     probabilities: Option<Vec<TagProbability>>,
 }
@@ -67,8 +70,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     };
     let answer = match args.model.as_deref() {
         Some("prior") => {
-            if args.threshold.is_some() {
-                bail!("--threshold does not apply to the frequency prior (it predicts its top k)");
+            if args.threshold.is_some() || args.min_mentions > 0 {
+                bail!(
+                    "--threshold and --min-mentions do not apply to the frequency prior (it predicts its top k)"
+                );
             }
             predict_prior(&args, reviews.len())?
         }
@@ -93,7 +98,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             answer
                 .tags
                 .iter()
-                .map(|t| format!("  {:<28} {:.2}", t.tag, t.probability)),
+                .map(|t| format!("  {:<28} {:.2}  {} mentions", t.tag, t.probability, t.mentions)),
         );
         emit(&lines.join("\n"))?;
     }
@@ -114,8 +119,13 @@ fn predict_adapters(
     };
     tagger.set_threshold(args.threshold)?;
     let n_reviews = reviews.len();
+    let mut request = Request::new(args.good_type.clone(), reviews);
+    request.options = DecodeOptions {
+        min_mentions: args.min_mentions,
+        ..DecodeOptions::default()
+    };
     let prediction = tagger
-        .predict(&[Request::new(args.good_type.clone(), reviews)])?
+        .predict(&[request])?
         .pop()
         .context("no prediction came back")?;
     Ok(Answer {
@@ -139,9 +149,11 @@ fn predict_prior(args: &PredictArgs, n_reviews: usize) -> anyhow::Result<Answer>
         .labeled(route.category, &pool, UnknownTagPolicy::Error)?;
     let prior = FrequencyPrior::fit(&pool, &training.rows);
     // The prior's "probabilities" are tag frequencies; it predicts its top k.
-    let tag = |i: usize| TagProbability {
+    let tag = |i: usize| PredictedTag {
         tag: pool.tags[i].clone(),
         probability: prior.frequencies[i],
+        mentions: 0,
+        evidence: Vec::new(),
     };
     Ok(Answer {
         good_type: args.good_type.clone(),

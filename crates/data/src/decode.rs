@@ -89,6 +89,18 @@ pub struct Decoded {
 /// taken up to `max_tags`; if fewer than `min_tags` were, the most probable
 /// remaining ones fill up. NaN probabilities rank last and never pass a threshold.
 pub fn decode(probs: &[f32], pool: &EtalonPool, config: &DecodeConfig) -> Decoded {
+    decode_eligible(probs, pool, config, |_| true)
+}
+
+/// [`decode`] over the tags `eligible` admits only (by pool index): an ineligible tag is
+/// never taken, not even to fill up to `min_tags`, so the answer may hold fewer than
+/// `min_tags` (none, when no tag is eligible). Exclusive groups hold as in [`decode`].
+pub fn decode_eligible(
+    probs: &[f32],
+    pool: &EtalonPool,
+    config: &DecodeConfig,
+    eligible: impl Fn(usize) -> bool,
+) -> Decoded {
     let groups = pool.group_of();
     let order = crate::rank(probs);
     let threshold = |i: usize| {
@@ -101,7 +113,7 @@ pub fn decode(probs: &[f32], pool: &EtalonPool, config: &DecodeConfig) -> Decode
     let mut taken: Vec<(usize, f32)> = Vec::new();
     let mut used_groups: Vec<usize> = Vec::new();
     let mut take = |i: usize, taken: &mut Vec<(usize, f32)>| {
-        if taken.iter().any(|(t, _)| *t == i) {
+        if !eligible(i) || taken.iter().any(|(t, _)| *t == i) {
             return;
         }
         if let Some(Some(g)) = groups.get(i) {
@@ -203,6 +215,25 @@ mod tests {
     fn nan_never_passes_and_ranks_last() {
         let d = decode(&[f32::NAN, 0.2], &pool(2, &[]), &DecodeConfig::default());
         assert_eq!(indices(&d), [1]);
+    }
+
+    #[test]
+    fn ineligible_tags_are_never_taken_nor_filled_and_groups_hold() {
+        let p = pool(4, &[&[0, 1]]);
+        let probs = [0.9, 0.8, 0.7, 0.2];
+        // Tag 0 (the best) is out: its group partner 1 may take the group's place.
+        let d = decode_eligible(&probs, &p, &DecodeConfig::default(), |i| i != 0);
+        assert_eq!(indices(&d), [1, 2]);
+        // Nothing eligible passes and nothing fills: an empty answer.
+        let d = decode_eligible(&probs, &p, &DecodeConfig::default(), |i| i == 3);
+        assert_eq!(indices(&d), Vec::<usize>::new());
+        let config = DecodeConfig {
+            threshold: 0.95,
+            ..DecodeConfig::default()
+        };
+        // Filling to min_tags takes the most probable eligible tag.
+        let d = decode_eligible(&probs, &p, &config, |i| i >= 2);
+        assert_eq!(indices(&d), [2]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod split;
 mod table;
 
 pub use category::Category;
-pub use decode::{DecodeConfig, Decoded, decode};
+pub use decode::{DecodeConfig, Decoded, decode, decode_eligible};
 pub use error::DataError;
 pub use etalon::{EtalonPool, NearDuplicate, PoolCheck, TagGroup};
 pub use labeled::{LabeledSet, ReviewStack, UnknownTagPolicy, load_labeled, parse_reviews};

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::InferenceError;
 use crate::format::{RUNTIME_FILE, THRESHOLDS_FILE, read_json};
 use crate::forward::{
-    FeatureCache, cached_probabilities, encoder_device, frozen_review_vectors, tokenize_stacks,
+    FeatureCache, StackProbabilities, cached_probabilities, cached_stack_probabilities,
+    encoder_device, frozen_review_vectors, tokenize_stacks,
 };
 use crate::frozen::ProductVectors;
 use crate::lexical::{LEXICAL_CONFIG_FILE, LexicalModel, LexicalSettings};
@@ -130,6 +131,53 @@ impl Adapter {
             }
             None => outputs.probabilities,
         })
+    }
+
+    /// Each stack's probabilities ([`Adapter::probabilities`]) and, beside them, each review's
+    /// own: the probabilities the same adapter gives a product of that review alone, for
+    /// the reviews the encoder reads (the first `max_reviews_per_product`). One pass of the
+    /// encoder serves both; the lexical branch reads each review on its own.
+    pub fn stack_probabilities(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+    ) -> Result<Vec<StackProbabilities>, InferenceError> {
+        let cache = cache_stacks(&self.model, tokenizer, &self.runtime, stacks, false)?;
+        let all: Vec<usize> = (0..cache.products.len()).collect();
+        let encoder = cached_stack_probabilities(
+            &self.model,
+            &cache,
+            &all,
+            self.runtime.pooling,
+            self.runtime.batch_size,
+            &encoder_device(&self.model.encoder),
+        )?;
+        let Some(lexical) = &self.lexical else {
+            return Ok(encoder);
+        };
+        let vectors = self.frozen_vectors(&cache)?;
+        let products: Vec<Vec<f32>> = encoder.iter().map(|e| e.product.clone()).collect();
+        let lexical_products = lexical.probabilities(stacks, vectors.as_deref())?;
+        let fused = lexical.fuse(&products, &lexical_products);
+        encoder
+            .into_iter()
+            .zip(fused)
+            .enumerate()
+            .map(|(i, (enc, product))| {
+                // Each review read by the encoder, as a stack of its own.
+                let singles: Vec<&[String]> = (0..enc.reviews.len())
+                    .map(|r| std::slice::from_ref(&stacks[i][r]))
+                    .collect();
+                let single_vectors: Option<Vec<_>> = vectors
+                    .as_ref()
+                    .map(|v| v[i].iter().map(|r| vec![r.clone()]).collect());
+                let lex = lexical.probabilities(&singles, single_vectors.as_deref())?;
+                Ok(StackProbabilities {
+                    product,
+                    reviews: lexical.fuse(&enc.reviews, &lex),
+                })
+            })
+            .collect()
     }
 
     /// The encoder's probabilities alone.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::io_err;
-use crate::tagger::{Request, TagProbability, Tagger};
+use crate::tagger::{DecodeOptions, PredictedTag, Request, TagProbability, Tagger};
 use crate::{InferenceError, Prediction};
 
 /// The CSV columns read (others are ignored).
@@ -149,6 +149,8 @@ pub struct BatchOptions {
     pub shard: Option<Shard>,
     /// What to do with a bad row.
     pub on_error: OnError,
+    /// How every product is decoded.
+    pub decode: DecodeOptions,
 }
 
 impl Default for BatchOptions {
@@ -157,6 +159,7 @@ impl Default for BatchOptions {
             batch_size: 64,
             shard: None,
             on_error: OnError::Fail,
+            decode: DecodeOptions::default(),
         }
     }
 }
@@ -205,7 +208,7 @@ pub struct OutputLine<'a> {
     /// True when the good type had no route of its own.
     pub fallback: bool,
     /// The decoded tags.
-    pub tags: &'a [TagProbability],
+    pub tags: &'a [PredictedTag],
     /// Every pool tag's probability, in pool order.
     #[serde(serialize_with = "in_pool_order")]
     pub probabilities: &'a [TagProbability],
@@ -596,7 +599,11 @@ pub fn tag_table(
         }
         let (skus, requests): (Vec<String>, Vec<Request>) = batch
             .drain(..)
-            .map(|p| (p.sku, Request::new(p.good_type, p.reviews)))
+            .map(|p| {
+                let mut request = Request::new(p.good_type, p.reviews);
+                request.options = options.decode;
+                (p.sku, request)
+            })
             .unzip();
         let predictions = tagger.predict(&requests)?;
         let mut text = String::new();

@@ -53,6 +53,18 @@ pub struct Bundle {
     pools: BTreeMap<Category, EtalonPool>,
 }
 
+/// The shipped bundle of a project checkout: the first `adapters/` holding a
+/// `bundle.json` in or above any of `starts` (tried in order; e.g. the current directory,
+/// then the executable's path).
+pub fn find_checkout_bundle(starts: &[&Path]) -> Option<PathBuf> {
+    starts.iter().find_map(|start| {
+        start
+            .ancestors()
+            .map(|dir| dir.join("adapters"))
+            .find(|candidate| candidate.join(BUNDLE_FILE).is_file())
+    })
+}
+
 impl Bundle {
     /// Opens and checks the bundle in `dir`.
     pub fn open(dir: &Path) -> Result<Self, InferenceError> {

@@ -178,21 +178,30 @@ pub fn progress_bar(show: bool, len: u64, message: &'static str) -> ProgressBar 
     bar
 }
 
+/// Which review a row of [`review_vectors`] is: the slot (index into the `products`
+/// asked for) and the review's index within its product.
+pub type ReviewSlot = (usize, usize);
+
 /// Each review's vector `[n_reviews, hidden]` after `encoder`'s layers above the cache
-/// (token mean), for cached `products`, and the slot (index into `products`) each row
-/// belongs to.
+/// (token mean), for cached `products`, and which review each row is (rows are sorted by
+/// length, so short reviews share little padding).
 pub fn review_vectors(
     encoder: &Encoder,
     cache: &FeatureCache,
     products: &[usize],
     device: &Device,
-) -> (Tensor<2>, Vec<usize>) {
+) -> (Tensor<2>, Vec<ReviewSlot>) {
     let h = cache.hidden;
     let n_layers = encoder.num_layers();
-    let mut reviews: Vec<(usize, &CachedReview)> = products
+    let mut reviews: Vec<(ReviewSlot, &CachedReview)> = products
         .iter()
         .enumerate()
-        .flat_map(|(slot, &p)| cache.products[p].iter().map(move |r| (slot, r)))
+        .flat_map(|(slot, &p)| {
+            cache.products[p]
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| ((slot, i), r))
+        })
         .collect();
     reviews.sort_by_key(|(_, r)| r.len);
     let mut pooled = Vec::new();
@@ -217,7 +226,8 @@ pub fn review_vectors(
 }
 
 /// The frozen view's input: every review vector of each of `products` (in `products`
-/// order), from the base `encoder`'s layers above the cache, in chunks of 64 products.
+/// order, each product's reviews in their own order), from the base `encoder`'s layers
+/// above the cache, in chunks of 64 products.
 pub fn frozen_review_vectors(
     encoder: &Encoder,
     cache: &FeatureCache,
@@ -228,9 +238,12 @@ pub fn frozen_review_vectors(
     let mut out: Vec<ProductVectors> = Vec::with_capacity(products.len());
     for chunk in products.chunks(64) {
         let (vectors, slots) = review_vectors(encoder, cache, chunk, device);
-        let mut per_product: Vec<ProductVectors> = vec![Vec::new(); chunk.len()];
-        for (row, &slot) in to_vec(vectors)?.chunks_exact(h).zip(&slots) {
-            per_product[slot].push(row.to_vec());
+        let mut per_product: Vec<ProductVectors> = chunk
+            .iter()
+            .map(|&p| vec![Vec::new(); cache.products[p].len()])
+            .collect();
+        for (row, &(slot, review)) in to_vec(vectors)?.chunks_exact(h).zip(&slots) {
+            per_product[slot][review] = row.to_vec();
         }
         out.extend(per_product);
     }
@@ -247,29 +260,57 @@ pub fn product_logits(
     pooling: Pooling,
     device: &Device,
 ) -> Tensor<2> {
+    scored_logits(model, head, cache, products, pooling, device).products
+}
+
+/// What one pass of the adapted layers and the head gives: each product's logits and each
+/// review's own logits, the logits the head gives a product of that one review.
+#[derive(Debug)]
+pub struct ScoredLogits {
+    /// `[products, n_tags]`.
+    pub products: Tensor<2>,
+    /// `[reviews, n_tags]`, one row per review in `slots` order.
+    pub reviews: Tensor<2>,
+    /// Which review each row of `reviews` is.
+    pub slots: Vec<ReviewSlot>,
+}
+
+/// [`product_logits`] with every review's own logits beside.
+pub fn scored_logits(
+    model: &TagModel,
+    head: usize,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    device: &Device,
+) -> ScoredLogits {
     let (pooled, slots) = review_vectors(&model.encoder, cache, products, device);
     let n = slots.len();
     // Product vector = mean of its reviews' vectors: a [products, reviews] averaging matrix.
     let p = products.len();
     let mut counts = vec![0usize; p];
-    for &slot in &slots {
+    for &(slot, _) in &slots {
         counts[slot] += 1;
     }
     let mut avg = vec![0f32; p * n];
-    for (j, &slot) in slots.iter().enumerate() {
+    for (j, &(slot, _)) in slots.iter().enumerate() {
         avg[slot * n + j] = 1.0 / counts[slot].max(1) as f32;
     }
     let avg = Tensor::<2>::from_data(TensorData::new(avg, [p, n]), device);
-    match pooling {
+    // Per-review logits, bounded so exp stays finite in f32 (a product of one review
+    // gets exactly its review's logits under either pooling).
+    let reviews = model.heads[head]
+        .forward(pooled.clone())
+        .clamp(-LOGIT_BOUND, LOGIT_BOUND);
+    let products = match pooling {
         Pooling::Mean => model.heads[head].forward(avg.matmul(pooled)),
-        Pooling::LogMeanExp => {
-            // Per-review logits, bounded so exp stays finite in f32; then
-            // log(mean_r exp(z_r)) per product and tag.
-            let z = model.heads[head]
-                .forward(pooled)
-                .clamp(-LOGIT_BOUND, LOGIT_BOUND);
-            avg.matmul(z.exp()).log()
-        }
+        // log(mean_r exp(z_r)) per product and tag.
+        Pooling::LogMeanExp => avg.matmul(reviews.clone().exp()).log(),
+    };
+    ScoredLogits {
+        products,
+        reviews,
+        slots,
     }
 }
 
@@ -292,6 +333,48 @@ pub fn cached_probabilities(
         let n_tags = logits.dims()[1];
         let values = to_vec(sigmoid(logits))?;
         out.extend(values.chunks(n_tags).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// One product's encoder probabilities, and each of its reviews' own, `[review][tag]` in
+/// the product's review order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackProbabilities {
+    /// The product's, per tag.
+    pub product: Vec<f32>,
+    /// Each review's own, per tag.
+    pub reviews: Vec<Vec<f32>>,
+}
+
+/// [`cached_probabilities`] with each review's own probabilities beside, from the same
+/// pass.
+pub fn cached_stack_probabilities(
+    model: &TagModel,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<StackProbabilities>, InferenceError> {
+    let mut out = Vec::with_capacity(products.len());
+    for chunk in products.chunks(batch_size.max(1)) {
+        let scored = scored_logits(model, 0, cache, chunk, pooling, device);
+        let n_tags = scored.products.dims()[1];
+        let product = to_vec(sigmoid(scored.products))?;
+        let reviews = to_vec(sigmoid(scored.reviews))?;
+        let mut rows: Vec<StackProbabilities> = chunk
+            .iter()
+            .zip(product.chunks(n_tags))
+            .map(|(&p, row)| StackProbabilities {
+                product: row.to_vec(),
+                reviews: vec![Vec::new(); cache.products[p].len()],
+            })
+            .collect();
+        for (row, &(slot, review)) in reviews.chunks(n_tags).zip(&scored.slots) {
+            rows[slot].reviews[review] = row.to_vec();
+        }
+        out.extend(rows);
     }
     Ok(out)
 }

@@ -27,10 +27,13 @@ pub mod settings;
 pub mod tagger;
 
 pub use adapter::{Adapter, EncoderOutputs, Thresholds, predict_probabilities};
-pub use bundle::{BaseRef, Bundle, Manifest, write_bundle};
+pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
 pub use error::InferenceError;
 pub use settings::{Pooling, RuntimeSettings};
-pub use tagger::{Prediction, Request, TagProbability, Tagger, load_base};
+pub use tagger::{
+    DecodeOptions, Evidence, Prediction, PredictedTag, Request, ScoredReview, Scores, TagProbability,
+    Tagger, load_base,
+};
 
 /// The model crate, so callers build [`lamoda_model::LoadedBase`]s with the same version.
 pub use lamoda_model;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lamoda_data::{Category, DecodeConfig, EtalonPool, Route, decode};
+use lamoda_data::{Category, DecodeConfig, EtalonPool, Route, decode_eligible};
 use lamoda_model::LoadedBase;
 use serde::Serialize;
 
@@ -18,21 +18,64 @@ use crate::InferenceError;
 use crate::adapter::Adapter;
 use crate::bundle::Bundle;
 
+/// Supporting reviews returned per tag, the highest scores first.
+pub const EVIDENCE_PER_TAG: usize = 3;
+
+/// The most tags an answer may hold (the product's promise: 1 to 6 tags).
+pub const MAX_TAGS: usize = 6;
+
+/// How one request is decoded, over the tagger's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DecodeOptions {
+    /// One threshold (0..=1) for every tag, for the product's probabilities and for its
+    /// reviews' support alike; replaces the saved per-tag thresholds and the tagger's own.
+    pub threshold: Option<f32>,
+    /// At most this many tags (1..=[`MAX_TAGS`]; default [`MAX_TAGS`]).
+    pub max_tags: Option<usize>,
+    /// Keep a tag only when at least this many reviews support it on their own (0, the
+    /// default, keeps every tag). With it, an answer may hold no tag at all.
+    pub min_mentions: usize,
+}
+
+impl DecodeOptions {
+    /// Checks the options: `Err` names the field and says what is wrong.
+    pub fn validate(&self) -> Result<(), InferenceError> {
+        if let Some(t) = self.threshold
+            && !(0.0..=1.0).contains(&t)
+        {
+            return Err(InferenceError::Decode {
+                reason: format!("threshold {t} is not within 0..=1"),
+            });
+        }
+        if let Some(m) = self.max_tags
+            && !(1..=MAX_TAGS).contains(&m)
+        {
+            return Err(InferenceError::Decode {
+                reason: format!("max_tags {m} is not within 1..={MAX_TAGS}"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One product to tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// The product's Lamoda good type (`Shoes`, `Beauty_Accs`, …); unknown ones fall back.
     pub good_type: String,
     /// Its reviews; blank ones are skipped, and at least one must remain.
     pub reviews: Vec<String>,
+    /// How its answer is decoded.
+    pub options: DecodeOptions,
 }
 
 impl Request {
-    /// A request of `good_type` with `reviews`.
+    /// A request of `good_type` with `reviews`, decoded with the tagger's defaults.
     pub fn new(good_type: impl Into<String>, reviews: Vec<String>) -> Self {
         Self {
             good_type: good_type.into(),
             reviews,
+            options: DecodeOptions::default(),
         }
     }
 }
@@ -46,6 +89,31 @@ pub struct TagProbability {
     pub probability: f32,
 }
 
+/// A review that supports a tag on its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Its index in the request's reviews (as given, blank ones counted).
+    pub review: usize,
+    /// Its text (trimmed).
+    pub text: String,
+    /// The tag's probability for a product of this review alone.
+    pub score: f32,
+}
+
+/// A decoded tag with the reviews behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictedTag {
+    /// The tag.
+    pub tag: String,
+    /// Its probability for the product.
+    pub probability: f32,
+    /// How many of the reviews read support it on their own (their own probability for
+    /// it reaches its threshold).
+    pub mentions: usize,
+    /// Up to [`EVIDENCE_PER_TAG`] supporting reviews, the highest scores first.
+    pub evidence: Vec<Evidence>,
+}
+
 /// The answer to one [`Request`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
@@ -56,9 +124,37 @@ pub struct Prediction {
     /// True when the good type had no route of its own and fell back.
     pub fallback: bool,
     /// The decoded tags, most probable first.
-    pub tags: Vec<TagProbability>,
+    pub tags: Vec<PredictedTag>,
     /// Every pool tag with its probability, in pool order.
     pub probabilities: Vec<TagProbability>,
+    /// The reviews scored for evidence: the first non-blank ones, up to the adapter's cap.
+    pub reviews_read: usize,
+}
+
+/// A review of a request with its own probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredReview {
+    /// Its index in the request's reviews.
+    pub index: usize,
+    /// Its text (trimmed).
+    pub text: String,
+    /// Per pool tag, the probability for a product of this review alone.
+    pub scores: Vec<f32>,
+}
+
+/// What the model says of one request before decoding: the product's probabilities and
+/// each read review's own. Decoding it ([`Tagger::decode`]) is cheap, so a caller can
+/// re-decode at other thresholds without running the model again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// The request's good type, as given.
+    pub good_type: String,
+    /// Where it was routed.
+    pub route: Route,
+    /// Per pool tag, the product's probability.
+    pub product: Vec<f32>,
+    /// The reviews read, in request order.
+    pub reviews: Vec<ScoredReview>,
 }
 
 /// One category's pool and trained adapter.
@@ -186,12 +282,25 @@ impl Tagger {
         })
     }
 
-    /// Tags every request. Requests are checked first (each must route to a loaded
+    /// Tags every request: [`Tagger::score`], then [`Tagger::decode`] with each request's
+    /// options.
+    pub fn predict(&self, requests: &[Request]) -> Result<Vec<Prediction>, InferenceError> {
+        for request in requests {
+            request.options.validate()?;
+        }
+        self.score(requests)?
+            .iter()
+            .zip(requests)
+            .map(|(scores, request)| self.decode(scores, &request.options))
+            .collect()
+    }
+
+    /// Scores every request. Requests are checked first (each must route to a loaded
     /// adapter and have a non-blank review), then each category's requests run through
     /// its adapter in one call; the answers come back in request order.
-    pub fn predict(&self, requests: &[Request]) -> Result<Vec<Prediction>, InferenceError> {
+    pub fn score(&self, requests: &[Request]) -> Result<Vec<Scores>, InferenceError> {
         let mut routes = Vec::with_capacity(requests.len());
-        let mut reviews: Vec<Vec<String>> = Vec::with_capacity(requests.len());
+        let mut reviews: Vec<Vec<(usize, String)>> = Vec::with_capacity(requests.len());
         let mut groups: BTreeMap<Category, Vec<usize>> = BTreeMap::new();
         for (index, request) in requests.iter().enumerate() {
             let route = self.route(&request.good_type);
@@ -203,12 +312,13 @@ impl Tagger {
                     model_dir: self.bundle.dir().to_path_buf(),
                 });
             }
-            let texts: Vec<String> = request
+            let texts: Vec<(usize, String)> = request
                 .reviews
                 .iter()
-                .map(|r| r.trim())
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
+                .enumerate()
+                .map(|(i, r)| (i, r.trim()))
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(i, r)| (i, r.to_owned()))
                 .collect();
             if texts.is_empty() {
                 return Err(InferenceError::NoReviews {
@@ -221,15 +331,19 @@ impl Tagger {
             groups.entry(route.category).or_default().push(index);
         }
 
-        let mut probs: Vec<Option<Vec<f32>>> = vec![None; requests.len()];
+        let mut out: Vec<Option<Scores>> = vec![None; requests.len()];
         for (&category, members) in &groups {
             let Some(model) = self.models.get(&category) else {
                 continue; // checked above
             };
-            let stacks: Vec<&[String]> = members.iter().map(|&i| reviews[i].as_slice()).collect();
+            let texts: Vec<Vec<String>> = members
+                .iter()
+                .map(|&i| reviews[i].iter().map(|(_, t)| t.clone()).collect())
+                .collect();
+            let stacks: Vec<&[String]> = texts.iter().map(Vec::as_slice).collect();
             let rows = model
                 .adapter
-                .probabilities(&self.base.tokenizer, &stacks)
+                .stack_probabilities(&self.base.tokenizer, &stacks)
                 .map_err(|e| InferenceError::Predict {
                     category,
                     source: Box::new(e),
@@ -240,49 +354,127 @@ impl Tagger {
                     detail: format!("{} rows for {} requests", rows.len(), members.len()),
                 });
             }
+            let n_tags = model.pool.len();
             for (&i, row) in members.iter().zip(rows) {
-                if row.len() != model.pool.len() {
+                if row.product.len() != n_tags || row.reviews.iter().any(|r| r.len() != n_tags) {
                     return Err(InferenceError::Shape {
                         category,
-                        detail: format!(
-                            "{} probabilities for {} tags",
-                            row.len(),
-                            model.pool.len()
-                        ),
+                        detail: format!("probabilities of another width than {n_tags} tags"),
                     });
                 }
-                probs[i] = Some(row);
+                out[i] = Some(Scores {
+                    good_type: requests[i].good_type.clone(),
+                    route: routes[i],
+                    product: row.product,
+                    reviews: reviews[i]
+                        .iter()
+                        .zip(row.reviews)
+                        .map(|((index, text), scores)| ScoredReview {
+                            index: *index,
+                            text: text.clone(),
+                            scores,
+                        })
+                        .collect(),
+                });
             }
         }
-
-        requests
-            .iter()
+        out.into_iter()
             .zip(routes)
-            .zip(probs)
-            .map(|((request, route), row)| {
-                let category = route.category;
-                let (Some(model), Some(decoding), Some(row)) =
-                    (self.models.get(&category), self.decoding(category), row)
-                else {
-                    return Err(InferenceError::Shape {
-                        category,
-                        detail: "no probabilities came back".into(),
-                    });
-                };
-                let decoded = decode(&row, &model.pool, &decoding);
-                let tag = |i: usize, probability: f32| TagProbability {
-                    tag: model.pool.tags[i].clone(),
-                    probability,
-                };
-                Ok(Prediction {
-                    good_type: request.good_type.clone(),
-                    category,
-                    fallback: route.fallback,
-                    tags: decoded.tags.iter().map(|&(i, p)| tag(i, p)).collect(),
-                    probabilities: row.iter().enumerate().map(|(i, &p)| tag(i, p)).collect(),
+            .map(|(scores, route)| {
+                scores.ok_or(InferenceError::Shape {
+                    category: route.category,
+                    detail: "no probabilities came back".into(),
                 })
             })
             .collect()
+    }
+
+    /// Decodes scores with `options` over the tagger's defaults: the threshold (the
+    /// option's, else the tagger's, else the category's saved per-tag ones, else 0.5) both
+    /// passes tags and counts each tag's supporting reviews; `min_mentions` keeps only the
+    /// tags enough reviews support; an exclusive group never gives two tags.
+    pub fn decode(
+        &self,
+        scores: &Scores,
+        options: &DecodeOptions,
+    ) -> Result<Prediction, InferenceError> {
+        options.validate()?;
+        let category = scores.route.category;
+        let (Some(model), Some(mut decoding)) =
+            (self.models.get(&category), self.decoding(category))
+        else {
+            return Err(InferenceError::Shape {
+                category,
+                detail: "no adapter for these scores".into(),
+            });
+        };
+        if let Some(threshold) = options.threshold {
+            decoding.threshold = threshold;
+            decoding.per_tag_thresholds = None;
+        }
+        decoding.max_tags = options.max_tags.unwrap_or(MAX_TAGS);
+        decoding.min_tags = decoding.min_tags.min(decoding.max_tags);
+        let n_tags = model.pool.len();
+        if scores.product.len() != n_tags {
+            return Err(InferenceError::Shape {
+                category,
+                detail: format!("{} probabilities for {n_tags} tags", scores.product.len()),
+            });
+        }
+        let threshold = |i: usize| {
+            decoding
+                .per_tag_thresholds
+                .as_ref()
+                .and_then(|t| t.get(i).copied())
+                .unwrap_or(decoding.threshold)
+        };
+        let supporting = |i: usize| {
+            let mut support: Vec<&ScoredReview> = scores
+                .reviews
+                .iter()
+                .filter(|r| r.scores.get(i).is_some_and(|&s| s >= threshold(i)))
+                .collect();
+            support.sort_by(|a, b| b.scores[i].total_cmp(&a.scores[i]));
+            support
+        };
+        let mentions: Vec<usize> = (0..n_tags).map(|i| supporting(i).len()).collect();
+        let decoded = decode_eligible(&scores.product, &model.pool, &decoding, |i| {
+            mentions[i] >= options.min_mentions
+        });
+        let tag = |i: usize, probability: f32| TagProbability {
+            tag: model.pool.tags[i].clone(),
+            probability,
+        };
+        Ok(Prediction {
+            good_type: scores.good_type.clone(),
+            category,
+            fallback: scores.route.fallback,
+            tags: decoded
+                .tags
+                .iter()
+                .map(|&(i, probability)| PredictedTag {
+                    tag: model.pool.tags[i].clone(),
+                    probability,
+                    mentions: mentions[i],
+                    evidence: supporting(i)
+                        .into_iter()
+                        .take(EVIDENCE_PER_TAG)
+                        .map(|r| Evidence {
+                            review: r.index,
+                            text: r.text.clone(),
+                            score: r.scores[i],
+                        })
+                        .collect(),
+                })
+                .collect(),
+            probabilities: scores
+                .product
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| tag(i, p))
+                .collect(),
+            reviews_read: scores.reviews.len(),
+        })
     }
 }
 

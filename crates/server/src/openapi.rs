@@ -1,0 +1,76 @@
+//! The OpenAPI document, generated from the handlers and bodies ([`document`]), served at
+//! `/openapi.json` and committed as `crates/server/openapi.json` (a test keeps the two
+//! the same; `cargo xtask openapi` rewrites the file).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+use crate::error::ErrorBody;
+
+/// The API's contract.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lamoda Tags",
+        description = "Curated tags from a product's customer reviews, with the reviews behind each tag.",
+    ),
+    paths(
+        crate::app::post_tags,
+        crate::app::post_batch,
+        crate::app::get_categories,
+        crate::app::get_model,
+        crate::app::get_products,
+        crate::app::get_product,
+        crate::app::health,
+        crate::app::metrics,
+    ),
+    components(schemas(
+        api::TagRequest,
+        api::BatchRequest,
+        api::TagResponse,
+        api::BatchResponse,
+        api::TagOut,
+        api::EvidenceOut,
+        api::ModelRef,
+        api::CategoriesResponse,
+        api::CategoryOut,
+        api::GroupOut,
+        api::ModelResponse,
+        api::AdapterOut,
+        api::HealthResponse,
+        api::ProductPage,
+        api::ProductSummary,
+        api::ProductDetail,
+        crate::config::Limits,
+        ErrorBody,
+    )),
+    modifiers(&Bearer),
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as the committed file holds it: pretty JSON and a final newline.
+pub fn document_text() -> String {
+    let mut text = document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
