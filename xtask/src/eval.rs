@@ -9,8 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
-use lamoda_inference::Tagger;
-use lamoda_metrics::{FrequencyPrior, Metrics, evaluate_prior, evaluate_probabilities};
+use lamoda_inference::{DecodeOptions, Request, Tagger};
+use lamoda_metrics::{
+    FrequencyPrior, Metrics, evaluate, evaluate_prior, evaluate_probabilities, gold_indices,
+};
 use lamoda_tags::DataDir;
 use serde::Serialize;
 
@@ -40,6 +42,11 @@ pub struct EvalArgs {
     /// k of precision@k and recall@k.
     #[arg(long, default_value_t = 3)]
     k: usize,
+    /// Also decode with the minimum-evidence rule at each N of this list (e.g. 1,2,3:
+    /// keep a tag only when at least N reviews support it on their own) and report
+    /// micro-F1 per N beside the plain figure (N = 0).
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    min_mentions: Vec<usize>,
     #[command(flatten)]
     train_data: DataRootArgs,
 }
@@ -59,6 +66,9 @@ struct CategoryFigures {
     k: usize,
     prior_tags: usize,
     unknown_tags: usize,
+    /// micro-F1 with the minimum-evidence rule, per N (with --min-mentions).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    micro_f1_by_min_mentions: BTreeMap<usize, f64>,
 }
 
 #[derive(Serialize)]
@@ -134,7 +144,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         };
         let prior_metrics = evaluate_prior(&prior, &pool, &eval_rows, args.k);
+        let mut by_min_mentions = BTreeMap::new();
         let model: Metrics = match &tagger {
+            Some(tagger) if !args.min_mentions.is_empty() => {
+                let mut levels = args.min_mentions.clone();
+                levels.push(0);
+                levels.sort_unstable();
+                levels.dedup();
+                let metrics = evidence_metrics(tagger, &pool, &eval_rows, args.k, &levels)?;
+                for (&n, m) in levels.iter().zip(&metrics) {
+                    by_min_mentions.insert(n, m.micro_f1);
+                }
+                metrics.into_iter().next().context("no metrics at N = 0")?
+            }
             Some(tagger) => tagger_metrics(tagger, &pool, &eval_rows, args.k)?,
             None => prior_metrics.clone(),
         };
@@ -153,6 +175,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 k: args.k,
                 prior_tags: prior.k,
                 unknown_tags: eval_set.unknown_tags.len(),
+                micro_f1_by_min_mentions: by_min_mentions,
             },
         );
     }
@@ -224,6 +247,80 @@ pub fn tagger_metrics(
     ))
 }
 
+/// Metrics of `tagger` on `rows` decoded with the minimum-evidence rule at each of
+/// `levels` (0: off), from one scoring pass (`Tagger::score`, the server's path).
+fn evidence_metrics(
+    tagger: &Tagger,
+    pool: &EtalonPool,
+    rows: &[&ReviewStack],
+    k: usize,
+    levels: &[usize],
+) -> anyhow::Result<Vec<Metrics>> {
+    let category = pool.category;
+    if tagger.pool(category).map(|p| &p.tags) != Some(&pool.tags) {
+        bail!(
+            "{}: the bundle's `{category}` pool differs from etalon_tags/{category}.toml",
+            tagger.bundle().dir().display()
+        );
+    }
+    let good_type = tagger
+        .bundle()
+        .routing()
+        .good_types
+        .iter()
+        .find(|(_, c)| **c == category)
+        .map(|(g, _)| g.clone())
+        .with_context(|| format!("no good type routes to `{category}`"))?;
+    let started = Instant::now();
+    let bar = lamoda_inference::forward::progress_bar(
+        std::io::stderr().is_terminal(),
+        rows.len() as u64,
+        "scoring with evidence",
+    );
+    let mut scores = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(64) {
+        let requests: Vec<Request> = chunk
+            .iter()
+            .map(|r| Request::new(good_type.clone(), r.reviews.clone()))
+            .collect();
+        scores.extend(
+            tagger
+                .score(&requests)
+                .with_context(|| format!("scoring `{category}`"))?,
+        );
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "eval {category}: {} products scored with evidence in {:.0} s",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let gold = gold_indices(pool, rows);
+    let probabilities: Vec<Vec<f32>> = scores.iter().map(|s| s.product.clone()).collect();
+    levels
+        .iter()
+        .map(|&min_mentions| {
+            let options = DecodeOptions {
+                min_mentions,
+                ..DecodeOptions::default()
+            };
+            let predicted = scores
+                .iter()
+                .map(|s| {
+                    Ok(tagger
+                        .decode(s, &options)?
+                        .tags
+                        .iter()
+                        .filter_map(|t| pool.index_of(&t.tag))
+                        .collect())
+                })
+                .collect::<anyhow::Result<Vec<Vec<usize>>>>()?;
+            Ok(evaluate(&gold, &predicted, &probabilities, k))
+        })
+        .collect()
+}
+
 fn print_table(report: &Report) {
     println!("model: {}   rows: {}", report.model, report.rows);
     println!(
@@ -247,4 +344,43 @@ fn print_table(report: &Report) {
         "mean micro-F1 {:.3} (prior {:.3})",
         report.mean_micro_f1, report.mean_prior_micro_f1
     );
+    let levels: Vec<usize> = report
+        .categories
+        .values()
+        .flat_map(|c| c.micro_f1_by_min_mentions.keys().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !levels.is_empty() {
+        println!("micro-F1 with the minimum-evidence rule (a tag needs N supporting reviews):");
+        let header: Vec<String> = levels.iter().map(|n| format!("N={n}")).collect();
+        println!(
+            "{:<8} {}",
+            "category",
+            header.iter().map(|h| format!("{h:>7}")).collect::<String>()
+        );
+        for (name, c) in &report.categories {
+            let row: String = levels
+                .iter()
+                .map(|n| {
+                    c.micro_f1_by_min_mentions
+                        .get(n)
+                        .map_or("      -".to_owned(), |f| format!("{f:>7.3}"))
+                })
+                .collect();
+            println!("{name:<8} {row}");
+        }
+        let means: String = levels
+            .iter()
+            .map(|n| {
+                let v: Vec<f64> = report
+                    .categories
+                    .values()
+                    .filter_map(|c| c.micro_f1_by_min_mentions.get(n).copied())
+                    .collect();
+                format!("{:>7.3}", v.iter().sum::<f64>() / v.len().max(1) as f64)
+            })
+            .collect();
+        println!("{:<8} {means}", "mean");
+    }
 }

@@ -9,8 +9,10 @@ mod check;
 mod common;
 mod etalon;
 mod eval;
+mod loadtest;
 mod predict;
 mod reproduce;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,12 @@ enum Command {
     Embed(base::EmbedArgs),
     /// Make a directory of trained adapters a model bundle (manifest, routing, pools).
     Bundle(bundle::BundleArgs),
+    /// Serve the tagging API and the product explorer (the flags of lamoda-server).
+    Serve(lamoda_server::ServeArgs),
+    /// Write crates/server/openapi.json from the server's handlers (--check: compare).
+    Openapi(serve::OpenApiArgs),
+    /// Load-test a running server: requests/s, p50/p99 latency and errors per concurrency.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() {
@@ -58,6 +66,9 @@ fn main() {
         Command::FetchBase(args) => base::fetch_base(args),
         Command::Embed(args) => base::embed(args),
         Command::Bundle(args) => bundle::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Openapi(args) => serve::openapi(args),
+        Command::Loadtest(args) => loadtest::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));

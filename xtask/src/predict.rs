@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Route, UnknownTagPolicy};
-use lamoda_inference::{DecodeOptions, InferenceError, PredictedTag, Request, TagProbability, Tagger};
+use lamoda_inference::{
+    DecodeOptions, InferenceError, PredictedTag, Request, TagProbability, Tagger,
+};
 use lamoda_metrics::FrequencyPrior;
 use serde::Serialize;
 
@@ -94,12 +96,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             "{} → {}{note}; model: {}",
             answer.good_type, answer.category, answer.model
         )];
-        lines.extend(
-            answer
-                .tags
-                .iter()
-                .map(|t| format!("  {:<28} {:.2}  {} mentions", t.tag, t.probability, t.mentions)),
-        );
+        lines.extend(answer.tags.iter().map(|t| {
+            format!(
+                "  {:<28} {:.2}  {} mentions",
+                t.tag, t.probability, t.mentions
+            )
+        }));
         emit(&lines.join("\n"))?;
     }
     Ok(())

@@ -31,8 +31,8 @@ pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
 pub use error::InferenceError;
 pub use settings::{Pooling, RuntimeSettings};
 pub use tagger::{
-    DecodeOptions, Evidence, Prediction, PredictedTag, Request, ScoredReview, Scores, TagProbability,
-    Tagger, load_base,
+    DecodeOptions, Evidence, PredictedTag, Prediction, Request, ScoredReview, Scores,
+    TagProbability, Tagger, load_base,
 };
 
 /// The model crate, so callers build [`lamoda_model::LoadedBase`]s with the same version.

@@ -132,7 +132,9 @@ impl AppState {
             base: format!(
                 "{} {}",
                 manifest.base.name,
-                info.weights_sha256.get(..12).unwrap_or(&info.weights_sha256)
+                info.weights_sha256
+                    .get(..12)
+                    .unwrap_or(&info.weights_sha256)
             ),
         };
         let _ = self.0.model.set(Loaded {
@@ -145,7 +147,10 @@ impl AppState {
     }
 
     /// Scores `requests` (cached ones from the cache, the rest through the queue), in order.
-    async fn score(&self, requests: Vec<lamoda_inference::Request>) -> Result<Vec<Scores>, ApiError> {
+    async fn score(
+        &self,
+        requests: Vec<lamoda_inference::Request>,
+    ) -> Result<Vec<Scores>, ApiError> {
         let loaded = self.loaded()?;
         let mut out: Vec<Option<Scores>> = vec![None; requests.len()];
         let mut missing = Vec::new();
@@ -268,15 +273,20 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let response = next.run(req).await;
     let status = response.status();
     if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-        state.0.metrics.rejection(status.canonical_reason().unwrap_or("client error"));
+        state
+            .0
+            .metrics
+            .rejection(status.canonical_reason().unwrap_or("client error"));
     }
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!("{method} {route} answered {status}");
     }
-    state
-        .0
-        .metrics
-        .request(&method, &route, status.as_u16(), start.elapsed().as_secs_f64());
+    state.0.metrics.request(
+        &method,
+        &route,
+        status.as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -359,7 +369,10 @@ pub(crate) async fn post_batch(
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
     let limits = *state.limits();
     if body.items.is_empty() {
-        return Err(ApiError::invalid("items", "items is empty: give at least one product"));
+        return Err(ApiError::invalid(
+            "items",
+            "items is empty: give at least one product",
+        ));
     }
     if body.items.len() > limits.max_batch_items {
         return Err(ApiError::too_large(
@@ -511,17 +524,24 @@ pub(crate) fn product_page(state: &AppState, query: &ListQuery) -> Result<Produc
     let per_page = match query.per_page {
         None => PER_PAGE,
         Some(n @ 1..=200) => n as usize,
-        Some(n) => return Err(ApiError::invalid("per_page", format!("per_page {n} is not within 1..=200"))),
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "per_page",
+                format!("per_page {n} is not within 1..=200"),
+            ));
+        }
     };
     let page = match query.page {
         None => 1,
         Some(0) => return Err(ApiError::invalid("page", "pages count from 1")),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    Ok(state
-        .0
-        .products
-        .page(query.good_type.as_deref(), query.q.as_deref(), page, per_page))
+    Ok(state.0.products.page(
+        query.good_type.as_deref(),
+        query.q.as_deref(),
+        page,
+        per_page,
+    ))
 }
 
 /// One product of the table with its reviews and tags.
@@ -545,10 +565,15 @@ pub(crate) async fn get_product(
 ) -> Result<axum::Json<ProductDetail>, ApiError> {
     let options = decode_options("", query.threshold, query.max_tags, query.min_mentions)?;
     let Some(product) = state.0.products.get(&sku) else {
-        return Err(ApiError::not_found(format!("no product {sku} in the product table")));
+        return Err(ApiError::not_found(format!(
+            "no product {sku} in the product table"
+        )));
     };
     if product.reviews.iter().all(|r| r.trim().is_empty()) {
-        return Err(ApiError::invalid("reviews", format!("product {sku} has no review text")));
+        return Err(ApiError::invalid(
+            "reviews",
+            format!("product {sku} has no review text"),
+        ));
     }
     let request = lamoda_inference::Request {
         good_type: product.good_type.clone(),
@@ -579,9 +604,16 @@ pub(crate) async fn get_product(
         (status = 503, description = "The model is still loading", body = HealthResponse),
     ),
 )]
-pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<HealthResponse>) {
+pub(crate) async fn health(
+    State(state): State<AppState>,
+) -> (StatusCode, axum::Json<HealthResponse>) {
     if state.0.model.get().is_some() {
-        (StatusCode::OK, axum::Json(HealthResponse { status: "ok".into() }))
+        (
+            StatusCode::OK,
+            axum::Json(HealthResponse {
+                status: "ok".into(),
+            }),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -723,12 +755,13 @@ pub fn app_main(args: &crate::config::ServeArgs) -> Result<(), ServerError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
         let addr = listener.local_addr()?;
         tracing::info!(
             "listening on http://{addr} (model {}, products {}); loading the model",

@@ -76,7 +76,12 @@ pub struct ServeArgs {
     pub data: Option<PathBuf>,
     /// Require `Authorization: Bearer KEY` on /v1/* (not on /health, /metrics, the
     /// explorer's pages or /openapi.json).
-    #[arg(long, value_name = "KEY", env = "LAMODA_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "LAMODA_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
     /// Scored products kept for re-decoding without the encoder.
     #[arg(long, value_name = "N", default_value_t = 2048)]

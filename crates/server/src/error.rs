@@ -29,7 +29,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &str, error: impl Into<String>, field: Option<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &str,
+        error: impl Into<String>,
+        field: Option<String>,
+    ) -> Self {
         Self {
             status,
             body: ErrorBody {
@@ -52,7 +57,12 @@ impl ApiError {
 
     /// 422 without a single field (e.g. an unreadable query string).
     pub fn invalid_request(error: impl Into<String>, field: Option<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", error, field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            error,
+            field,
+        )
     }
 
     /// 400: the body is not JSON.

@@ -28,8 +28,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(list))
         .route("/products/{sku}", get(product))
         .route("/tag", get(own_text))
-        .route("/static/app.js", get(|| async { asset("text/javascript", APP_JS) }))
-        .route("/static/app.css", get(|| async { asset("text/css", APP_CSS) }))
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css", APP_CSS) }),
+        )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -110,7 +116,12 @@ async fn list(
         }
     } else {
         let Ok(found) = product_page(&state, &query) else {
-            return page("Products", &state, PageData::default(), html! { p { "Bad query." } });
+            return page(
+                "Products",
+                &state,
+                PageData::default(),
+                html! { p { "Bad query." } },
+            );
         };
         let link = |p: usize| {
             let mut url = format!("/?page={p}");
@@ -170,7 +181,10 @@ async fn product(State(state): State<AppState>, Path(sku): Path<String>) -> Resp
     let (route, threshold) = match state.0.model.get() {
         Some(loaded) => {
             let route = loaded.tagger.route(&p.good_type);
-            (Some(route), default_threshold(&loaded.tagger, route.category))
+            (
+                Some(route),
+                default_threshold(&loaded.tagger, route.category),
+            )
         }
         None => (None, 0.5),
     };

@@ -131,7 +131,11 @@ mod tests {
             .map(|i| {
                 product(
                     &format!("SKU{i}"),
-                    if i % 2 == 0 { "Кроссовки" } else { "Сумка" },
+                    if i % 2 == 0 {
+                        "Кроссовки"
+                    } else {
+                        "Сумка"
+                    },
                     if i % 2 == 0 { "Shoes" } else { "Bags" },
                 )
             })
@@ -139,7 +143,10 @@ mod tests {
             .collect();
         let table = Products::from_rows(rows);
         assert_eq!(table.len(), 7, "a repeated SKU keeps its first row");
-        assert_eq!(table.page(None, None, 1, 50).good_types.get("Shoes"), Some(&4));
+        assert_eq!(
+            table.page(None, None, 1, 50).good_types.get("Shoes"),
+            Some(&4)
+        );
         let shoes = table.page(Some("Shoes"), None, 1, 3);
         assert_eq!((shoes.total, shoes.pages, shoes.items.len()), (4, 2, 3));
         let last = table.page(Some("Shoes"), None, 9, 3);
@@ -148,7 +155,10 @@ mod tests {
         let found = table.page(None, Some("кросс"), 1, 50);
         assert_eq!(found.total, 4);
         let found = table.page(None, Some("sku3"), 1, 50);
-        assert_eq!(found.items.iter().map(|p| &p.sku).collect::<Vec<_>>(), ["SKU3"]);
+        assert_eq!(
+            found.items.iter().map(|p| &p.sku).collect::<Vec<_>>(),
+            ["SKU3"]
+        );
         assert_eq!(table.page(Some("Shoes"), Some("сумка"), 1, 50).total, 0);
         assert_eq!(table.get("SKU5").map(|p| p.name.as_str()), Some("Сумка"));
     }
