@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use crate::api::{
 };
 use crate::config::{Limits, ServerConfig};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::metrics::Metrics;
 use crate::products::{PER_PAGE, Products};
 use crate::queue::{Job, spawn_worker};
@@ -560,7 +560,7 @@ pub(crate) fn product_page(state: &AppState, query: &ListQuery) -> Result<Produc
 )]
 pub(crate) async fn get_product(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     ApiQuery(query): ApiQuery<DecodeQuery>,
 ) -> Result<axum::Json<ProductDetail>, ApiError> {
     let options = decode_options("", query.threshold, query.max_tags, query.min_mentions)?;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::api::ListQuery;
 use crate::app::{AppState, default_threshold, product_page};
+use crate::extract::{ApiPath, ApiQuery};
 
 const APP_JS: &str = include_str!("../static/app.js");
 const APP_CSS: &str = include_str!("../static/app.css");
@@ -99,7 +100,7 @@ fn number(params: &HashMap<String, String>, name: &str) -> Option<u64> {
 
 async fn list(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Html<String> {
     let query = ListQuery {
         good_type: params.get("good_type").cloned().filter(|g| !g.is_empty()),
@@ -168,7 +169,7 @@ async fn list(
     page("Products", &state, PageData::default(), content)
 }
 
-async fn product(State(state): State<AppState>, Path(sku): Path<String>) -> Response {
+async fn product(State(state): State<AppState>, ApiPath(sku): ApiPath<String>) -> Response {
     let Some(p) = state.0.products.get(&sku) else {
         let body = page(
             "Not found",

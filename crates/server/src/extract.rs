@@ -41,11 +41,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// `T` from JSON text: 400 when it is not JSON, 422 naming the field when it has the wrong
-/// shape.
+/// `T` (a JSON object) from JSON text: 400 when it is not JSON, 422 naming the field when
+/// it has the wrong shape.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_json(format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_request(
+            "the body must be a JSON object",
+            None,
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -92,6 +98,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     format!("bad query string: {text}"),
                     field.map(str::to_owned),
                 )
+            })
+    }
+}
+
+/// A path parameter of type `T`: 422 when it cannot be read (e.g. not UTF-8).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| ApiPath(p))
+            .map_err(|rejection| {
+                ApiError::invalid_request(format!("bad path: {}", rejection.body_text()), None)
             })
     }
 }

@@ -292,7 +292,7 @@ async fn every_refusal_is_a_4xx_with_a_json_body_naming_the_field() {
             &tags,
             json!({"good_type": "Shoes", "reviews": ["a"], "colour": "red"}),
             422,
-            None,
+            Some("colour"),
         ),
         ("not an object", &tags, json!([1, 2]), 422, None),
         (

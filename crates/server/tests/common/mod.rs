@@ -77,8 +77,13 @@ pub fn fixture() -> Fixture {
         ),
     ];
     for (sku, name, good_type, subtype, reviews, tags) in rows {
+        let n = serde_json::from_str::<Vec<String>>(reviews)
+            .expect("reviews")
+            .len();
+        let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
         csv.push_str(&format!(
-            "{sku},\"[1, 2]\",\"{}\",{name},{good_type},{subtype},{tags}\n",
+            "{sku},\"[{}]\",\"{}\",{name},{good_type},{subtype},{tags}\n",
+            ids.join(", "),
             reviews.replace('"', "\"\"")
         ));
     }
@@ -108,12 +113,13 @@ pub async fn start(config: ServerConfig) -> (RunningServer, String) {
     let url = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
     for _ in 0..600 {
-        if let Ok(r) = client.get(format!("{url}/health")).send().await
-            && r.status() == 200
-        {
-            return (server, url);
+        match client.get(format!("{url}/health")).send().await {
+            Ok(r) if r.status() == 200 => return (server, url),
+            Ok(_) => {}
+            // Refused: the server stopped (it says why).
+            Err(_) => break,
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    panic!("the server did not become ready");
+    panic!("the server did not become ready: {:?}", server.stop().await);
 }
