@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use lamoda_data::{Category, EtalonPool, Routing, TagGroup};
-use lamoda_inference::{Bundle, InferenceError, Prediction, Request, Tagger};
+use lamoda_inference::{Bundle, DecodeOptions, InferenceError, Prediction, Request, Tagger};
 use lamoda_model::{LoadedBase, default_device, load_hf_dir};
 use lamoda_testkit::{
     bundle_tiny, routing_toml, train_tiny_adapter, write_fixed_adapter, write_tiny_base,
@@ -406,5 +406,118 @@ fn loading_names_missing_dirs_and_unfit_adapters() {
     assert!(
         matches!(&err, InferenceError::TagMismatch { index: 0, .. }),
         "{err:?}"
+    );
+}
+
+#[test]
+fn each_review_is_scored_as_a_product_of_itself_and_mentions_count_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = tiny_base(dir.path());
+    let model_dir = dir.path().join("adapters");
+    let pools = pools();
+    for (seed, p) in pools.values().enumerate() {
+        train_tiny_adapter(&base, &model_dir, p, seed as u64 + 11).expect("train tiny adapter");
+    }
+    let tagger = load(base, &model_dir, &pools);
+    let reviews = ["a b c", "", "d e f g h", "z z z a", "b b"];
+    let request = request("Shoes", &reviews);
+    let scores = tagger
+        .score(std::slice::from_ref(&request))
+        .expect("score")
+        .remove(0);
+    // Blank reviews are not read; the others keep their index in the request.
+    let read: Vec<usize> = scores.reviews.iter().map(|r| r.index).collect();
+    assert_eq!(read, [0, 2, 3, 4]);
+    // The product's probabilities are the adapter's, as before evidence existed.
+    let adapter = tagger.adapter(Category::Shoes).expect("shoes");
+    let texts: Vec<String> = reviews
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.to_string())
+        .collect();
+    let plain = adapter
+        .probabilities(&tagger.base().tokenizer, &[texts.as_slice()])
+        .expect("probabilities");
+    assert_eq!(scores.product, plain[0]);
+    // Each review's scores are what the tagger says of a product of that review alone.
+    for r in &scores.reviews {
+        let alone = tagger
+            .score(&[Request::new("Shoes", vec![r.text.clone()])])
+            .expect("score alone")
+            .remove(0);
+        for (a, b) in r.scores.iter().zip(&alone.product) {
+            assert!((a - b).abs() < 1e-5, "review {}: {a} vs {b} alone", r.index);
+        }
+    }
+    // Mentions count the reviews at or above the threshold; evidence is the best 3 of them.
+    let options = DecodeOptions {
+        threshold: Some(0.3),
+        max_tags: Some(6),
+        min_mentions: 0,
+    };
+    let prediction = tagger.decode(&scores, &options).expect("decode");
+    let pool = tagger.pool(Category::Shoes).expect("pool");
+    for t in &prediction.tags {
+        let i = pool.index_of(&t.tag).expect("pool tag");
+        let supporting: Vec<f32> = scores
+            .reviews
+            .iter()
+            .map(|r| r.scores[i])
+            .filter(|&s| s >= 0.3)
+            .collect();
+        assert_eq!(t.mentions, supporting.len(), "{}", t.tag);
+        assert_eq!(t.evidence.len(), supporting.len().min(3));
+        assert!(t.evidence.windows(2).all(|w| w[0].score >= w[1].score));
+        for e in &t.evidence {
+            assert_eq!(e.text, reviews[e.review]);
+        }
+    }
+    // The rule drops the tags too few reviews support, and nothing else.
+    for n in 1..=4 {
+        let strict = tagger
+            .decode(
+                &scores,
+                &DecodeOptions {
+                    min_mentions: n,
+                    ..options
+                },
+            )
+            .expect("decode");
+        assert!(strict.tags.iter().all(|t| t.mentions >= n));
+        let kept: Vec<&str> = prediction
+            .tags
+            .iter()
+            .filter(|t| t.mentions >= n)
+            .map(|t| t.tag.as_str())
+            .collect();
+        for tag in kept {
+            assert!(
+                strict.tags.iter().any(|t| t.tag == tag),
+                "N={n}: {tag} has enough mentions but was dropped"
+            );
+        }
+    }
+    // Bad options are refused.
+    assert!(
+        tagger
+            .decode(
+                &scores,
+                &DecodeOptions {
+                    max_tags: Some(0),
+                    ..options
+                }
+            )
+            .is_err()
+    );
+    assert!(
+        tagger
+            .decode(
+                &scores,
+                &DecodeOptions {
+                    threshold: Some(1.5),
+                    ..options
+                }
+            )
+            .is_err()
     );
 }

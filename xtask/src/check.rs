@@ -15,7 +15,7 @@ use crate::common::project;
 pub fn run() -> anyhow::Result<()> {
     let root = project().root().to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("== one build: xtask and predict-tags resolve the same features");
+    eprintln!("== one build: xtask, predict-tags and lamoda-server resolve the same features");
     one_build(&cargo, &root)?;
     // Build into the target dir xtask itself was built in (target/debug/xtask → target),
     // the workspace's: Burn then compiles once for xtask and the checks alike.
@@ -100,28 +100,33 @@ fn resolved_features(
     Ok(features)
 }
 
-/// Fails when a crate that both `xtask` and `lamoda-tags` (predict-tags) build resolves
-/// other features in each: it would be compiled twice, and with it everything above it
-/// (Burn).
+/// Fails when a crate that `xtask` and `lamoda-tags` (predict-tags) or `lamoda-server`
+/// build resolves other features in each: it would be compiled twice, and with it
+/// everything above it (Burn).
 fn one_build(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
     let xtask = resolved_features(cargo, root, "xtask")?;
-    let tags = resolved_features(cargo, root, "lamoda-tags")?;
-    let differ: Vec<String> = tags
-        .iter()
-        .filter_map(|(name, features)| {
-            let other = xtask.get(name)?;
-            (other != features).then(|| {
-                let only: Vec<&String> = other.symmetric_difference(features).collect();
-                format!("{name} ({only:?})")
+    for (package, binary) in [
+        ("lamoda-tags", "predict-tags"),
+        ("lamoda-server", "lamoda-server"),
+    ] {
+        let theirs = resolved_features(cargo, root, package)?;
+        let differ: Vec<String> = theirs
+            .iter()
+            .filter_map(|(name, features)| {
+                let other = xtask.get(name)?;
+                (other != features).then(|| {
+                    let only: Vec<&String> = other.symmetric_difference(features).collect();
+                    format!("{name} ({only:?})")
+                })
             })
-        })
-        .collect();
-    if !differ.is_empty() {
-        bail!(
-            "cargo xtask and predict-tags resolve other features for {}: give them the same \
-             features in the root Cargo.toml (see its note on byteorder and miniz_oxide)",
-            differ.join(", ")
-        );
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "cargo xtask and {binary} resolve other features for {}: give them the same \
+                 features in the root Cargo.toml (see its note on byteorder and miniz_oxide)",
+                differ.join(", ")
+            );
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod eval;
 mod loadtest;
 mod predict;
 mod reproduce;
+mod schemathesis;
 mod serve;
 mod train;
 
@@ -52,6 +53,8 @@ enum Command {
     Openapi(serve::OpenApiArgs),
     /// Load-test a running server: requests/s, p50/p99 latency and errors per concurrency.
     Loadtest(loadtest::LoadtestArgs),
+    /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
+    Schemathesis(schemathesis::SchemathesisArgs),
 }
 
 fn main() {
@@ -69,6 +72,7 @@ fn main() {
         Command::Serve(args) => serve::serve(args),
         Command::Openapi(args) => serve::openapi(args),
         Command::Loadtest(args) => loadtest::run(args),
+        Command::Schemathesis(args) => schemathesis::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));
