@@ -240,7 +240,8 @@ fn tags_reviews_with_a_tiny_model() {
         run(&all)
     };
 
-    // Text: the category line, then tag<TAB>probability above 0.5, most probable first.
+    // Text: the category line, then tag<TAB>probability<TAB>mentions above 0.5, most
+    // probable first (the one review supports each).
     let out = with_model(&["--text", "Вместительная сумка", "--good-type", "Bags"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let text = stdout(&out);
@@ -249,7 +250,7 @@ fn tags_reviews_with_a_tiny_model() {
     let expected: Vec<String> = [0.93, 0.81, 0.64]
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{}\t{p:.2}", bags.tags[i]))
+        .map(|(i, p)| format!("{}\t{p:.2}\t1", bags.tags[i]))
         .collect();
     assert_eq!(lines[1..], expected, "{text}");
 
@@ -264,6 +265,18 @@ fn tags_reviews_with_a_tiny_model() {
     ]);
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
 
+    // --min-mentions 2: one review cannot support a tag twice, so no tag is kept.
+    let out = with_model(&[
+        "--text",
+        "Вместительная сумка",
+        "--good-type",
+        "Bags",
+        "--min-mentions",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "category: bags");
+
     // Fallback: Toys → accs, flagged.
     let out = with_model(&["--text", "Милая игрушка", "--good-type", "Toys"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
@@ -272,7 +285,7 @@ fn tags_reviews_with_a_tiny_model() {
         text.lines().collect::<Vec<_>>(),
         [
             "category: accs (fallback)",
-            &format!("{}\t0.70", accs.tags[0])
+            &format!("{}\t0.70\t1", accs.tags[0])
         ],
         "{text}"
     );
@@ -300,6 +313,21 @@ fn tags_reviews_with_a_tiny_model() {
     assert_eq!(tags[0]["tag"], bags.tags[0].as_str());
     let p = tags[0]["probability"].as_f64().expect("probability");
     assert!((p - 0.93).abs() < 1e-4, "{p}");
+    // Both reviews support each tag (the tiny head ignores the text); the evidence quotes
+    // them by their index among the non-blank reviews.
+    assert_eq!(tags[0]["mentions"], 2);
+    let quoted: Vec<(&serde_json::Value, &serde_json::Value)> = tags[0]["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| (&e["review"], &e["text"]))
+        .collect();
+    assert_eq!(quoted.len(), 2);
+    for (index, text) in quoted {
+        let expected =
+            ["Вместительная", "Удобная и лёгкая"][index.as_u64().expect("index") as usize];
+        assert_eq!(text, expected);
+    }
     let probs = v["probabilities"].as_array().expect("probabilities");
     assert_eq!(probs.len(), bags.len());
     for (entry, tag) in probs.iter().zip(&bags.tags) {

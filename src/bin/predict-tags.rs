@@ -287,12 +287,15 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &Cli) -> anyhow::Res
     Ok(())
 }
 
-/// `--reviews FILE`: a JSON list of strings, or one review per line (blank lines skipped).
+/// `--reviews FILE`: a JSON list of strings, or one review per line (blank ones skipped).
 fn read_reviews(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read reviews file {}", path.display()))?;
-    let reviews = lamoda_data::parse_reviews(&text)
+    let mut reviews = lamoda_data::parse_reviews(&text)
         .map_err(|e| anyhow::anyhow!("{}: not a JSON list of strings: {e}", path.display()))?;
+    // Blank reviews are never read; dropping them here numbers the evidence alike for a
+    // JSON list and for lines.
+    reviews.retain(|r| !r.trim().is_empty());
     if reviews.is_empty() {
         bail!(
             "{}: no reviews (expected a JSON list of strings or one review per line)",

@@ -10,12 +10,14 @@ use anyhow::{Context, bail};
 
 use crate::common::project;
 
-/// Checks that `cargo xtask` and `predict-tags` resolve the same features, then runs
+/// Checks that `cargo xtask`, `predict-tags` and the tests resolve the same features, then runs
 /// `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test` on the workspace.
 pub fn run() -> anyhow::Result<()> {
     let root = project().root().to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("== one build: xtask, predict-tags and lamoda-server resolve the same features");
+    eprintln!(
+        "== one build: xtask, predict-tags and the workspace's tests resolve the same features"
+    );
     one_build(&cargo, &root)?;
     // Build into the target dir xtask itself was built in (target/debug/xtask → target),
     // the workspace's: Burn then compiles once for xtask and the checks alike.
@@ -57,30 +59,24 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The features `cargo tree` resolves for each package when building `package` alone.
+/// The features `cargo tree` resolves for each package of the build `selection` names
+/// (`-p xtask -e normal,build`, …).
 fn resolved_features(
     cargo: &OsStr,
     root: &Path,
-    package: &str,
+    selection: &[&str],
 ) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--quiet",
-            "-p",
-            package,
-            "-e",
-            "normal,build",
-            "--prefix",
-            "none",
-        ])
-        .args(["-f", "{p}|{f}"])
+        .args(["tree", "--quiet"])
+        .args(selection)
+        .args(["--prefix", "none", "-f", "{p}|{f}"])
         .current_dir(root)
         .output()
-        .with_context(|| format!("cannot run cargo tree for {package}"))?;
+        .with_context(|| format!("cannot run cargo tree {}", selection.join(" ")))?;
     if !out.status.success() {
         bail!(
-            "cargo tree -p {package} failed: {}",
+            "cargo tree {} failed: {}",
+            selection.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -100,16 +96,22 @@ fn resolved_features(
     Ok(features)
 }
 
-/// Fails when a crate that `xtask` and `lamoda-tags` (predict-tags) or `lamoda-server`
-/// build resolves other features in each: it would be compiled twice, and with it
-/// everything above it (Burn).
+/// Fails when a crate that `xtask` builds resolves other features when `lamoda-tags`
+/// (predict-tags) is built alone or when the whole workspace's tests are: it would be
+/// compiled twice, and with it everything above it (Burn).
 fn one_build(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
-    let xtask = resolved_features(cargo, root, "xtask")?;
-    for (package, binary) in [
-        ("lamoda-tags", "predict-tags"),
-        ("lamoda-server", "lamoda-server"),
+    let xtask = resolved_features(cargo, root, &["-p", "xtask", "-e", "normal,build"])?;
+    for (what, args) in [
+        (
+            "predict-tags",
+            &["-p", "lamoda-tags", "-e", "normal,build"][..],
+        ),
+        (
+            "cargo test --workspace",
+            &["--workspace", "-e", "normal,build,dev"][..],
+        ),
     ] {
-        let theirs = resolved_features(cargo, root, package)?;
+        let theirs = resolved_features(cargo, root, args)?;
         let differ: Vec<String> = theirs
             .iter()
             .filter_map(|(name, features)| {
@@ -122,8 +124,8 @@ fn one_build(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
             .collect();
         if !differ.is_empty() {
             bail!(
-                "cargo xtask and {binary} resolve other features for {}: give them the same \
-                 features in the root Cargo.toml (see its note on byteorder and miniz_oxide)",
+                "cargo xtask and {what} resolve other features for {}: give them the same \
+                 features in the root Cargo.toml (see its note on the pinned features)",
                 differ.join(", ")
             );
         }

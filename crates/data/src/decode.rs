@@ -45,6 +45,15 @@ impl Default for DecodeConfig {
 }
 
 impl DecodeConfig {
+    /// The threshold of the tag at pool index `i`: its own when per-tag thresholds are set,
+    /// else the global one.
+    pub fn threshold_of(&self, i: usize) -> f32 {
+        self.per_tag_thresholds
+            .as_ref()
+            .and_then(|t| t.get(i).copied())
+            .unwrap_or(self.threshold)
+    }
+
     /// Checks the rules against a pool of `n_tags`; `Err` says what is wrong.
     pub fn validate(&self, n_tags: usize) -> Result<(), String> {
         let in_range = |t: f32| (0.0..=1.0).contains(&t);
@@ -103,13 +112,7 @@ pub fn decode_eligible(
 ) -> Decoded {
     let groups = pool.group_of();
     let order = crate::rank(probs);
-    let threshold = |i: usize| {
-        config
-            .per_tag_thresholds
-            .as_ref()
-            .and_then(|t| t.get(i).copied())
-            .unwrap_or(config.threshold)
-    };
+    let threshold = |i: usize| config.threshold_of(i);
     let mut taken: Vec<(usize, f32)> = Vec::new();
     let mut used_groups: Vec<usize> = Vec::new();
     let mut take = |i: usize, taken: &mut Vec<(usize, f32)>| {
@@ -224,8 +227,11 @@ mod tests {
         // Tag 0 (the best) is out: its group partner 1 may take the group's place.
         let d = decode_eligible(&probs, &p, &DecodeConfig::default(), |i| i != 0);
         assert_eq!(indices(&d), [1, 2]);
-        // Nothing eligible passes and nothing fills: an empty answer.
+        // Only a tag below the threshold is eligible: it fills the one place.
         let d = decode_eligible(&probs, &p, &DecodeConfig::default(), |i| i == 3);
+        assert_eq!(indices(&d), [3]);
+        // Nothing eligible: an empty answer.
+        let d = decode_eligible(&probs, &p, &DecodeConfig::default(), |_| false);
         assert_eq!(indices(&d), Vec::<usize>::new());
         let config = DecodeConfig {
             threshold: 0.95,

@@ -327,14 +327,12 @@ pub fn cached_probabilities(
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
-    let mut out = Vec::with_capacity(products.len());
-    for chunk in products.chunks(batch_size.max(1)) {
-        let logits = product_logits(model, 0, cache, chunk, pooling, device);
-        let n_tags = logits.dims()[1];
-        let values = to_vec(sigmoid(logits))?;
-        out.extend(values.chunks(n_tags).map(<[f32]>::to_vec));
-    }
-    Ok(out)
+    Ok(
+        cached_stack_probabilities(model, cache, products, pooling, batch_size, device)?
+            .into_iter()
+            .map(|s| s.product)
+            .collect(),
+    )
 }
 
 /// One product's encoder probabilities, and each of its reviews' own, `[review][tag]` in

@@ -421,13 +421,7 @@ impl Tagger {
                 detail: format!("{} probabilities for {n_tags} tags", scores.product.len()),
             });
         }
-        let threshold = |i: usize| {
-            decoding
-                .per_tag_thresholds
-                .as_ref()
-                .and_then(|t| t.get(i).copied())
-                .unwrap_or(decoding.threshold)
-        };
+        let threshold = |i: usize| decoding.threshold_of(i);
         let supporting = |i: usize| {
             let mut support: Vec<&ScoredReview> = scores
                 .reviews

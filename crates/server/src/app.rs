@@ -749,6 +749,7 @@ pub fn app_main(args: &crate::config::ServeArgs) -> Result<(), ServerError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let config = ServerConfig::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -62,6 +62,12 @@ fn setup() -> Result<(PathBuf, PathBuf, PathBuf), String> {
     Ok((driver, browser, table))
 }
 
+/// Saves a screenshot of the page as `dir/name`.
+async fn shot(c: &fantoccini::Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("write the screenshot");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_uses_the_explorer() {
     let (driver, browser, table) = match setup() {
@@ -208,11 +214,7 @@ async fn a_person_uses_the_explorer() {
         .expect("text");
     assert!(status.contains("tuned threshold"), "{status}");
     let n_before = tags.len();
-    c.screenshot()
-        .await
-        .map(|png| std::fs::write(shots.join("explorer-product.png"), png))
-        .expect("shot")
-        .expect("write");
+    shot(&c, &shots, "explorer-product.png").await;
 
     // Move the threshold up with the keyboard, as a person would: fewer (or as many) tags,
     // re-decoded in place.
@@ -259,11 +261,7 @@ async fn a_person_uses_the_explorer() {
         .await
         .expect("toggle");
     assert!(dataset.is_displayed().await.expect("displayed"));
-    c.screenshot()
-        .await
-        .map(|png| std::fs::write(shots.join("explorer-product-dataset.png"), png))
-        .expect("shot")
-        .expect("write");
+    shot(&c, &shots, "explorer-product-dataset.png").await;
 
     // Phone width.
     c.set_window_size(390, 1200).await.expect("phone width");
@@ -279,11 +277,7 @@ async fn a_person_uses_the_explorer() {
         json!(false),
         "the product page scrolls sideways at phone width"
     );
-    c.screenshot()
-        .await
-        .map(|png| std::fs::write(shots.join("explorer-phone.png"), png))
-        .expect("shot")
-        .expect("write");
+    shot(&c, &shots, "explorer-phone.png").await;
     c.set_window_size(1280, 1400).await.expect("desktop width");
 
     // One's own text.
@@ -332,11 +326,7 @@ async fn a_person_uses_the_explorer() {
         .await
         .expect("evidence");
     assert!(!marks.is_empty(), "own reviews are highlighted as evidence");
-    c.screenshot()
-        .await
-        .map(|png| std::fs::write(shots.join("explorer-own-text.png"), png))
-        .expect("shot")
-        .expect("write");
+    shot(&c, &shots, "explorer-own-text.png").await;
 
     c.close().await.expect("close the browser");
     server.stop().await.expect("stop");
