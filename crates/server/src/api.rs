@@ -13,6 +13,12 @@ use crate::error::ApiError;
 /// The longest SKU accepted.
 pub const MAX_SKU_CHARS: usize = 128;
 
+/// The largest `min_mentions` accepted (more than any product has reviews).
+pub const MAX_MIN_MENTIONS: u64 = 1000;
+
+/// The last page number accepted.
+pub const MAX_PAGE: u64 = 1_000_000;
+
 /// One product to tag.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +45,7 @@ pub struct TagRequest {
     /// Keep a tag only when at least this many reviews support it on their own (default 0:
     /// every tag). With it an answer may hold no tag.
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub min_mentions: Option<u64>,
 }
 
@@ -64,7 +70,7 @@ pub struct DecodeQuery {
     #[param(minimum = 1, maximum = 6)]
     pub max_tags: Option<u64>,
     /// Keep a tag only when at least this many reviews support it.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1000)]
     pub min_mentions: Option<u64>,
 }
 
@@ -96,10 +102,19 @@ pub fn decode_options(
         }
         other => other.map(|m| m as usize),
     };
+    let min_mentions = match min_mentions {
+        Some(m) if m > MAX_MIN_MENTIONS => {
+            return Err(ApiError::invalid(
+                format!("{prefix}min_mentions"),
+                format!("min_mentions {m} is above {MAX_MIN_MENTIONS}"),
+            ));
+        }
+        other => other.map_or(0, |m| m as usize),
+    };
     Ok(DecodeOptions {
         threshold,
         max_tags,
-        min_mentions: min_mentions.map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+        min_mentions,
     })
 }
 
@@ -357,7 +372,7 @@ pub struct ListQuery {
     /// A part of the name or SKU (any case).
     pub q: Option<String>,
     /// The page, from 1.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u64>,
     /// Products per page (1..=200, default 50).
     #[param(minimum = 1, maximum = 200)]

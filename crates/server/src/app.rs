@@ -534,7 +534,13 @@ pub(crate) fn product_page(state: &AppState, query: &ListQuery) -> Result<Produc
     let page = match query.page {
         None => 1,
         Some(0) => return Err(ApiError::invalid("page", "pages count from 1")),
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) if n > crate::api::MAX_PAGE => {
+            return Err(ApiError::invalid(
+                "page",
+                format!("page {n} is above {}", crate::api::MAX_PAGE),
+            ));
+        }
+        Some(n) => n as usize,
     };
     Ok(state.0.products.page(
         query.good_type.as_deref(),

@@ -281,6 +281,13 @@ async fn every_refusal_is_a_4xx_with_a_json_body_naming_the_field() {
             Some("max_tags"),
         ),
         (
+            "min_mentions too large",
+            &tags,
+            json!({"good_type": "Shoes", "reviews": ["a"], "min_mentions": 9_223_372_036_854_775_808u64}),
+            422,
+            Some("min_mentions"),
+        ),
+        (
             "min_mentions negative",
             &tags,
             json!({"good_type": "Shoes", "reviews": ["a"], "min_mentions": -1}),
@@ -399,6 +406,16 @@ async fn every_refusal_is_a_4xx_with_a_json_body_naming_the_field() {
     assert_eq!(
         error(&r.json().await.expect("json")).field.as_deref(),
         Some("threshold")
+    );
+    let r = client
+        .get(format!("{url}/v1/products?page=1000001"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        error(&r.json().await.expect("json")).field.as_deref(),
+        Some("page")
     );
     let r = client
         .get(format!("{url}/v1/products?page=x"))
