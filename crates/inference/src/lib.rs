@@ -10,7 +10,9 @@
 //! - [`lexical`] and [`frozen`]: the lexical branch (stems, character n-grams, the frozen
 //!   base's view, the second stage) at run time.
 //! - [`Adapter`]: one category's trained model; [`Tagger`]: every category's, routed and
-//!   batched; [`batch`]: tagging a product table (resumable, sharded).
+//!   batched, scoring each product and each of its reviews alone ([`Scores`]) and decoding
+//!   into tags with their mentions and evidence ([`Prediction`]); [`batch`]: tagging a
+//!   product table (resumable, sharded).
 //!
 //! The trainer fits and writes this format through these types; this crate never links
 //! training code.

@@ -1,11 +1,15 @@
 //! [`Tagger`]: one base encoder with every category's adapter of a [`Bundle`]; routed,
-//! batched prediction.
+//! batched prediction with evidence.
 //!
 //! ```text
-//! Request { good_type, reviews } ─ routing ─▶ category ─▶ its adapter (one call per
-//! category, all its products' reviews batched together) ─▶ probabilities in pool order
-//! ─ decode ─▶ Prediction { tags, probabilities }
+//! Request { good_type, reviews, options } ─ routing ─▶ category ─▶ its adapter (one call
+//! per category, all its products' reviews batched together) ─▶ Scores { product and
+//! per-review probabilities in pool order } ─ decode(options) ─▶ Prediction { tags with
+//! mentions and evidence, probabilities }
 //! ```
+//!
+//! [`Tagger::score`] is the expensive half (the encoder); [`Tagger::decode`] is cheap, so
+//! a caller holding [`Scores`] re-decodes at another threshold without the model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
