@@ -84,6 +84,40 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub(crate) struct AppState(pub Arc<Inner>);
 
+/// A tagging request in flight: holds its permit and keeps the gauge right, also when the
+/// client goes away and the handler is dropped.
+struct InFlight {
+    state: AppState,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl InFlight {
+    fn new(state: AppState, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        let guard = Self {
+            state,
+            permit: Some(permit),
+        };
+        guard.update();
+        guard
+    }
+
+    fn update(&self) {
+        let limits = self.state.limits();
+        let free = self.state.0.permits.available_permits();
+        self.state
+            .0
+            .metrics
+            .set_in_flight(limits.max_in_flight.saturating_sub(free));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.update();
+    }
+}
+
 impl AppState {
     fn new(config: ServerConfig, products: Products) -> Self {
         let cache = NonZeroUsize::new(config.cache_entries).unwrap_or(NonZeroUsize::MIN);
@@ -204,19 +238,13 @@ impl AppState {
         requests: Vec<lamoda_inference::Request>,
     ) -> Result<Vec<TagResponse>, ApiError> {
         let loaded = self.loaded()?;
-        let Ok(_permit) = self.0.permits.clone().try_acquire_owned() else {
+        let Ok(permit) = self.0.permits.clone().try_acquire_owned() else {
             self.0.metrics.rejection("overloaded");
             return Err(ApiError::overloaded(self.limits().max_in_flight));
         };
-        self.0
-            .metrics
-            .set_in_flight(self.limits().max_in_flight - self.0.permits.available_permits());
+        let _in_flight = InFlight::new(self.clone(), permit);
         let options: Vec<_> = requests.iter().map(|r| r.options).collect();
-        let scores = self.score(requests).await;
-        self.0
-            .metrics
-            .set_in_flight(self.limits().max_in_flight - self.0.permits.available_permits() - 1);
-        let scores = scores?;
+        let scores = self.score(requests).await?;
         scores
             .iter()
             .zip(options)
@@ -230,13 +258,6 @@ impl AppState {
             })
             .collect()
     }
-}
-
-/// The router for a state whose model is `tagger` (for tests that need no socket).
-pub fn router_for_tests(config: ServerConfig, tagger: Tagger) -> Result<Router, ServerError> {
-    let state = AppState::new(config, Products::default());
-    state.install(tagger)?;
-    Ok(router(state))
 }
 
 pub(crate) fn router(state: AppState) -> Router {

@@ -30,5 +30,5 @@ pub mod openapi;
 mod products;
 pub mod queue;
 
-pub use app::{RunningServer, ServerError, app_main, router_for_tests, serve, start};
+pub use app::{RunningServer, ServerError, app_main, serve, start};
 pub use config::{Limits, ServeArgs, ServerConfig};
