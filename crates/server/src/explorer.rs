@@ -105,7 +105,7 @@ async fn list(
     let query = ListQuery {
         good_type: params.get("good_type").cloned().filter(|g| !g.is_empty()),
         q: params.get("q").cloned().filter(|q| !q.is_empty()),
-        page: number(&params, "page").filter(|&p| p >= 1),
+        page: number(&params, "page").filter(|p| (1..=crate::api::MAX_PAGE).contains(p)),
         per_page: None,
     };
     let products = &state.0.products;
