@@ -62,6 +62,25 @@ fn setup() -> Result<(PathBuf, PathBuf, PathBuf), String> {
     Ok((driver, browser, table))
 }
 
+/// Waits until the page's URL holds `part` and the new page is loaded (a click on a link
+/// or a form's button does not wait for the navigation it starts).
+async fn until_url(c: &fantoccini::Client, part: &str) {
+    for _ in 0..600 {
+        let url = c.current_url().await.expect("url");
+        if url.as_str().contains(part) {
+            let ready = c
+                .execute("return document.readyState === 'complete';", vec![])
+                .await
+                .expect("readyState");
+            if ready == json!(true) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never reached a URL with {part:?}");
+}
+
 /// Saves a screenshot of the page as `dir/name`.
 async fn shot(c: &fantoccini::Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
@@ -136,11 +155,7 @@ async fn a_person_uses_the_explorer() {
         .click()
         .await
         .expect("click");
-    c.wait()
-        .at_most(wait)
-        .for_element(Locator::Css("#count"))
-        .await
-        .expect("count");
+    until_url(&c, "good_type=Shoes").await;
     let shoes = c
         .find(Locator::Id("count"))
         .await
@@ -157,6 +172,7 @@ async fn a_person_uses_the_explorer() {
         .click()
         .await
         .expect("click");
+    until_url(&c, "q=").await;
     let found = c
         .find(Locator::Id("count"))
         .await
