@@ -4,6 +4,7 @@
 //! dispatches. Errors are printed as one line (`error: …`) with exit code 1.
 
 mod base;
+mod bench;
 mod bundle;
 mod check;
 mod common;
@@ -55,6 +56,8 @@ enum Command {
     Loadtest(loadtest::LoadtestArgs),
     /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
     Schemathesis(schemathesis::SchemathesisArgs),
+    /// Speed of the encoder, tagger and training beside PyTorch (release build).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -73,6 +76,7 @@ fn main() {
         Command::Openapi(args) => serve::openapi(args),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));
