@@ -7,6 +7,7 @@ mod base;
 mod bundle;
 mod check;
 mod common;
+mod curate;
 mod etalon;
 mod eval;
 mod loadtest;
@@ -55,6 +56,11 @@ enum Command {
     Loadtest(loadtest::LoadtestArgs),
     /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
     Schemathesis(schemathesis::SchemathesisArgs),
+    /// Label a product table's review stacks with an LLM behind an OpenAI-compatible API
+    /// (resumable JSONL store, one record per product).
+    Label(curate::LabelArgs),
+    /// Pool the raw tags per good type with their frequencies, after normalisation.
+    Pool(curate::PoolArgs),
 }
 
 fn main() {
@@ -73,6 +79,8 @@ fn main() {
         Command::Openapi(args) => serve::openapi(args),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
+        Command::Label(args) => curate::label(args),
+        Command::Pool(args) => curate::pool(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));
