@@ -42,6 +42,15 @@ pub enum CurationError {
         /// The value (shortened when long).
         value: String,
     },
+    /// A product table without the `tags` column the pool reads.
+    #[error(
+        "{path}: no `tags` column: the pool needs raw tags (`; `-separated, as in \
+         reviews_sampled_with_tags.csv) or a label store (.jsonl)"
+    )]
+    NoTags {
+        /// The table.
+        path: PathBuf,
+    },
     /// The prompt file cannot be used.
     #[error("{path}: {reason}")]
     Prompt {

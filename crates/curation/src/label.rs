@@ -371,7 +371,7 @@ pub(crate) fn merge_chunks(answers: Vec<Validated>) -> (Vec<String>, Vec<Rejecte
         .filter(|(i, _)| !drop[*i])
         .collect();
     // Stable: ties keep their first appearance.
-    kept.sort_by(|(_, x), (_, y)| y.chunks.cmp(&x.chunks));
+    kept.sort_by_key(|(_, e)| std::cmp::Reverse(e.chunks));
     (kept.into_iter().map(|(_, e)| e.tidy).collect(), rejected)
 }
 

@@ -63,12 +63,8 @@ pub fn read_raw_tags(path: &Path) -> Result<RawInput, CurationError> {
     let mut input = RawInput::default();
     for product in products {
         let Some(tags) = product.tags else {
-            return Err(CurationError::BadValue {
+            return Err(CurationError::NoTags {
                 path: path.to_owned(),
-                line: 0,
-                field: "tags".to_owned(),
-                reason: "the table has no `tags` column (raw tags, `; `-separated)".to_owned(),
-                value: String::new(),
             });
         };
         input.products.push(RawTags {
@@ -229,6 +225,24 @@ mod tests {
         );
         assert_eq!(pool.products.get("Shoes"), Some(&2));
         assert_eq!(pool.of("Bags").count(), 1);
+    }
+
+    #[test]
+    fn a_table_without_tags_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("products.csv");
+        std::fs::write(
+            &path,
+            "product_sku,comment_id,comment_text,name,good_type,good_subtype\n\
+             SKU1,[1],\"[\"\"мягкие\"\"]\",Кеды,Shoes,SNEAKERS\n",
+        )
+        .expect("write");
+        let err = read_raw_tags(&path).expect_err("no tags column");
+        assert!(matches!(err, CurationError::NoTags { .. }), "{err}");
+        assert!(
+            err.to_string().contains("products.csv: no `tags` column"),
+            "{err}"
+        );
     }
 
     #[test]
