@@ -8,6 +8,7 @@ mod bench;
 mod bundle;
 mod check;
 mod common;
+mod curate;
 mod etalon;
 mod eval;
 mod loadtest;
@@ -58,6 +59,11 @@ enum Command {
     Schemathesis(schemathesis::SchemathesisArgs),
     /// Speed of the encoder, tagger and training beside PyTorch (release build).
     Bench(bench::BenchArgs),
+    /// Label a product table's review stacks with an LLM behind an OpenAI-compatible API
+    /// (resumable JSONL store, one record per product).
+    Label(curate::LabelArgs),
+    /// Pool the raw tags per good type with their frequencies, after normalisation.
+    Pool(curate::PoolArgs),
 }
 
 fn main() {
@@ -77,6 +83,8 @@ fn main() {
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Label(args) => curate::label(args),
+        Command::Pool(args) => curate::pool(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));

@@ -1,0 +1,110 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the curation pipeline, each naming where.
+///
+/// Line numbers are 1-based lines of the file named.
+#[derive(Debug, thiserror::Error)]
+pub enum CurationError {
+    /// A file could not be read, written or synced.
+    #[error("{path}: {action}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done ("cannot read", "cannot write", …).
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line of a label store (JSONL) that is not a label record. A cut last line (a
+    /// kill mid-write) is not an error: it is dropped and redone.
+    #[error("{path}: line {line}: not a label record: {reason}; line {value:?}")]
+    StoreLine {
+        /// The store.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// The parser's message.
+        reason: String,
+        /// The line (shortened when long).
+        value: String,
+    },
+    /// A field of an input file holds a value outside what is allowed.
+    #[error("{path}: line {line}, field `{field}`: {reason}; value {value:?}")]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The line (for CSV: the 1-based data row).
+        line: usize,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+        /// The value (shortened when long).
+        value: String,
+    },
+    /// A product table without the `tags` column the pool reads.
+    #[error(
+        "{path}: no `tags` column: the pool needs raw tags (`; `-separated, as in \
+         reviews_sampled_with_tags.csv) or a label store (.jsonl)"
+    )]
+    NoTags {
+        /// The table.
+        path: PathBuf,
+    },
+    /// The prompt file cannot be used.
+    #[error("{path}: {reason}")]
+    Prompt {
+        /// The prompt file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A setting is out of range (`field` is the option's name).
+    #[error("{field}: {reason}; value {value:?}")]
+    Config {
+        /// The option.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+        /// The value given.
+        value: String,
+    },
+    /// The chat server refused the whole run (bad key, unknown model or route): every
+    /// product would fail the same way, so labeling stops.
+    #[error("{url}: {reason}")]
+    Server {
+        /// The endpoint.
+        url: String,
+        /// The status and the server's message.
+        reason: String,
+    },
+    /// A data file read through `lamoda-data`.
+    #[error(transparent)]
+    Data(#[from] lamoda_data::DataError),
+}
+
+/// `text` cut to 200 characters (with `…`), for error messages.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(MAX).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_cuts_long_text_on_a_char_boundary() {
+        let long = "ё".repeat(300);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), 201);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt("короткий"), "короткий");
+    }
+}

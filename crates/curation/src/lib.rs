@@ -1,0 +1,41 @@
+//! The label-curation pipeline of Lamoda Tags, and only that: it turns product reviews into
+//! training labels. Today it holds the first two steps:
+//!
+//! 1. **labeling** ([`label`]): an LLM behind any OpenAI-compatible chat API writes free-form
+//!    tags for each product's review stack, in chunks under a token budget, with retries,
+//!    strict answer parsing and tag validation, into a resumable JSONL store ([`store`]);
+//! 2. **pooling** ([`pool`]): the raw tags of each good type, normalised, with their
+//!    frequencies (the `tag_pulls_raw.csv` step).
+//!
+//! Consolidation (clustering the pool), mapping onto the etalon pools and the label audit
+//! come later. The runtime (`lamoda-inference`, `lamoda-server`) never links this crate.
+//!
+//! Errors are typed ([`CurationError`]) and name the file, line, field and value at fault.
+
+mod answer;
+mod chunk;
+mod client;
+mod error;
+pub mod label;
+mod normalize;
+pub mod pool;
+mod prompt;
+pub mod store;
+mod time;
+mod validate;
+
+pub use answer::{AnswerError, parse_answer};
+pub use chunk::{
+    CHARS_PER_TOKEN, TOKENS_PER_REVIEW, chunk_reviews, estimate_review_tokens, estimate_tokens,
+};
+pub use client::{ChatClient, ChatConfig};
+pub use error::CurationError;
+pub use label::{LabelOptions, LabelProgress, LabelSummary, label_products, record_key};
+pub use normalize::{normalize_tag, tidy_tag};
+pub use pool::{Pool, PoolEntry, RawInput, RawTags, pool_tags, read_raw_tags, write_pool_csv};
+pub use prompt::Prompt;
+pub use store::{Loaded, Opened, Record, Rejected, Status, Store, read_store};
+pub use validate::{MAX_WORDS, Validated, check_tag, size_reason, validate_tags};
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, CurationError>;
