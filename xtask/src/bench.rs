@@ -523,24 +523,12 @@ fn install_torch(venv: &Path) -> anyhow::Result<PathBuf> {
         "bench: installing PyTorch into {} (a large download, once)",
         venv.display()
     );
-    let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&system)
-        .args(["-m", "venv"])
-        .arg(venv)
-        .status()
-        .with_context(|| format!("cannot run {system}"))?;
-    if !ok.success() {
-        bail!("{system} -m venv {} failed", venv.display());
-    }
-    let ok = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet"])
-        .args(TORCH_PACKAGES)
-        .status()
-        .context("cannot run pip")?;
-    if !ok.success() || !check(&python) {
+    crate::common::make_venv(venv, TORCH_PACKAGES, "the PyTorch side")?;
+    if !check(&python) {
         bail!(
-            "pip install {} failed (is the package registry reachable?)",
-            TORCH_PACKAGES.join(" ")
+            "{} cannot import {} after installing them",
+            python.display(),
+            TORCH_PACKAGES.join(", ")
         );
     }
     Ok(python)

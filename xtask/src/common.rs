@@ -123,6 +123,32 @@ fn relative_to(target: &Path, from: &Path) -> String {
     rel.display().to_string()
 }
 
+/// Creates the virtual environment `venv` with `$PYTHON` (default `python3`) `-m venv` and
+/// pip-installs `packages` into it; `needed_for` names what wants it in the errors.
+pub fn make_venv(venv: &Path, packages: &[&str], needed_for: &str) -> anyhow::Result<()> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .with_context(|| format!("cannot run {python} ({needed_for} needs Python 3)"))?;
+    if !ok.success() {
+        bail!("{python} -m venv {} failed", venv.display());
+    }
+    let ok = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet"])
+        .args(packages)
+        .status()
+        .context("cannot run pip")?;
+    if !ok.success() {
+        bail!(
+            "pip install {} failed (is the package registry reachable?)",
+            packages.join(" ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

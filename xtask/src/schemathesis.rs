@@ -120,22 +120,7 @@ fn install(venv: &Path) -> anyhow::Result<PathBuf> {
         "schemathesis: installing {SCHEMATHESIS} into {}",
         venv.display()
     );
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-m", "venv"])
-        .arg(venv)
-        .status()
-        .with_context(|| format!("cannot run {python} (Schemathesis needs Python 3)"))?;
-    if !ok.success() {
-        bail!("{python} -m venv {} failed", venv.display());
-    }
-    let ok = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", SCHEMATHESIS])
-        .status()
-        .context("cannot run pip")?;
-    if !ok.success() {
-        bail!("pip install {SCHEMATHESIS} failed (is the package registry reachable?)");
-    }
+    crate::common::make_venv(venv, &[SCHEMATHESIS], "Schemathesis")?;
     std::fs::write(&marker, SCHEMATHESIS)?;
     Ok(st)
 }
