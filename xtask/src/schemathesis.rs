@@ -2,7 +2,7 @@
 //! server in-process on the shipped bundle (and the product table of `LAMODA_DATA`, when
 //! set) on a free port, runs Schemathesis (from PyPI, installed once into a cached virtual
 //! environment) for a bounded time, and fails on any 5xx or response that breaks the
-//! document.
+//! document. Its settings are in `configs/schemathesis.toml` (413 counts as a refusal).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +43,10 @@ pub fn run(args: SchemathesisArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| root.join("target/schemathesis-venv"));
     let st = install(&venv)?;
+    let config_file = root.join("configs/schemathesis.toml");
+    if !config_file.is_file() {
+        bail!("{} is missing", config_file.display());
+    }
     let mut config = lamoda_server::ServerConfig::local(
         args.model.clone().unwrap_or_else(|| root.join("adapters")),
     );
@@ -87,6 +91,8 @@ pub fn run(args: SchemathesisArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for (phases, seconds, extra) in runs {
         let status = Command::new(&st)
+            .arg("--config-file")
+            .arg(&config_file)
             .args(["run", &format!("{url}/openapi.json")])
             .args(["--checks", CHECKS])
             .args(["--phases", phases])
