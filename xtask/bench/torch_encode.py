@@ -1,16 +1,18 @@
 """PyTorch side of the encoder benchmark: e5-small (HF directory) on the CPU.
 
-Reads one text per line from --input, tokenises each as `passage: <text>` (at most
---max-tokens tokens), runs length-sorted batches padded to their longest review, mean-pools
-over the real tokens, and prints one JSON line: tokens, seconds (median of --repeats), and
-the pooled embeddings' file when --out is given. Threads: --threads.
+Reads either one text per line from --input (tokenised as `passage: <text>`, at most
+--max-tokens tokens) or the token ids of each review from --ids (one JSON list per line,
+as `cargo xtask bench` writes them), runs length-sorted batches padded to their longest
+review through the embeddings and the first --layers layers (all by default), mean-pools
+over the real tokens, and prints one JSON line: tokens, seconds (median of --repeats).
+--out writes the pooled vectors as .npy, --out-f32 as raw little-endian f32 in input
+order. Threads: --threads.
 """
 import argparse, json, statistics, time
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
 
 
 def gelu(x):
@@ -20,7 +22,10 @@ def gelu(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--input", required=True)
+    ap.add_argument("--input")
+    ap.add_argument("--ids")
+    ap.add_argument("--layers", type=int)
+    ap.add_argument("--out-f32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
@@ -33,14 +38,21 @@ def main():
     w = {k.removeprefix("bert.").removeprefix("roberta."): v for k, v in w.items()}
     h, nh, n_layers = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
     eps = cfg.get("layer_norm_eps", 1e-12)
-    tok = Tokenizer.from_file(f"{a.model}/tokenizer.json")
-    texts = [l.rstrip("\n") for l in open(a.input, encoding="utf-8")]
-    ids = []
-    for t in texts:
-        e = tok.encode("passage: " + t).ids
-        if len(e) > a.max_tokens:
-            e = e[: a.max_tokens - 1] + [e[-1]]
-        ids.append(e)
+    if a.ids:
+        ids = [json.loads(l) for l in open(a.ids, encoding="utf-8") if l.strip()]
+    else:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(f"{a.model}/tokenizer.json")
+        texts = [l.rstrip("\n") for l in open(a.input, encoding="utf-8")]
+        ids = []
+        for t in texts:
+            e = tok.encode("passage: " + t).ids
+            if len(e) > a.max_tokens:
+                e = e[: a.max_tokens - 1] + [e[-1]]
+            ids.append(e)
+    if a.layers is not None:
+        n_layers = min(n_layers, a.layers)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = cfg.get("pad_token_id", 0)
 
@@ -86,7 +98,9 @@ def main():
         out = res
     if a.out:
         np.save(a.out, torch.stack(out).numpy())
-    print(json.dumps({"tokens": sum(map(len, ids)), "reviews": len(ids), "seconds": statistics.median(times), "runs": times, "threads": a.threads, "torch": torch.__version__}))
+    if a.out_f32:
+        torch.stack(out).numpy().astype("<f4").tofile(a.out_f32)
+    print(json.dumps({"tokens": sum(map(len, ids)), "reviews": len(ids), "seconds": statistics.median(times), "runs": times, "threads": a.threads, "layers": n_layers, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! dispatches. Errors are printed as one line (`error: …`) with exit code 1.
 
 mod base;
+mod bench;
 mod bundle;
 mod check;
 mod common;
@@ -61,6 +62,8 @@ enum Command {
     Label(curate::LabelArgs),
     /// Pool the raw tags per good type with their frequencies, after normalisation.
     Pool(curate::PoolArgs),
+    /// Speed of the encoder, tagger and training beside PyTorch (release build).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -81,6 +84,7 @@ fn main() {
         Command::Schemathesis(args) => schemathesis::run(args),
         Command::Label(args) => curate::label(args),
         Command::Pool(args) => curate::pool(args),
+        Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));

@@ -32,6 +32,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::config::{HiddenAct, ModelType};
@@ -351,6 +352,16 @@ impl PackedEncoder {
         x
     }
 
+    /// Floating-point operations of one token through layers `layers` (a multiply-add
+    /// counts two) when its review has `review_len` tokens: the four projections and the
+    /// feed-forward block, plus the attention's two products over the review.
+    pub fn flops_per_token(&self, layers: Range<usize>, review_len: f64) -> f64 {
+        let (h, ffn) = (self.hidden as f64, self.ffn as f64);
+        let per_layer = 2.0 * (4.0 * h * h + 2.0 * h * ffn) + 4.0 * h * review_len;
+        let end = layers.end.min(self.layers.len());
+        per_layer * end.saturating_sub(layers.start) as f64
+    }
+
     /// Embeddings, then every layer: the final hidden states of `reviews`.
     pub fn forward(&self, reviews: &[&[u32]]) -> Result<Packed> {
         Ok(self.forward_layers(self.embed(reviews)?, 0..self.layers.len()))
@@ -371,17 +382,23 @@ impl PackedEncoder {
         matmul_add(x, &s.ctx, &layer.out_w, t, h, h);
         layer_norm(x, &layer.ln1, h, self.eps);
         // Feed-forward onto its biases; GELU; down onto bias + residual; layer norm.
-        fill_rows(&mut s.mid, &layer.up_b, t);
-        matmul_add(&mut s.mid, x, &layer.up_w, t, h, self.ffn);
+        // The up-projection overwrites the buffer; its bias is added in the GELU pass.
+        s.mid.resize(t * self.ffn, 0.0);
+        matmul(&mut s.mid, x, &layer.up_w, [t, h, self.ffn], false);
+        let (ffn, bias) = (self.ffn, &layer.up_b);
+        let rows = (ELEMENTWISE_CHUNK / ffn).max(1) * ffn;
         match self.act {
             HiddenAct::Gelu => s
                 .mid
-                .par_chunks_mut(ELEMENTWISE_CHUNK)
-                .for_each(|c| c.iter_mut().for_each(|v| *v = gelu(*v))),
-            HiddenAct::GeluTanh => s
-                .mid
-                .par_chunks_mut(ELEMENTWISE_CHUNK)
-                .for_each(|c| c.iter_mut().for_each(|v| *v = gelu_tanh(*v))),
+                .par_chunks_mut(rows)
+                .for_each(|c| gelu_bias_rows(c, bias)),
+            HiddenAct::GeluTanh => s.mid.par_chunks_mut(rows).for_each(|c| {
+                for r in c.chunks_exact_mut(ffn) {
+                    r.iter_mut()
+                        .zip(bias)
+                        .for_each(|(v, b)| *v = gelu_tanh(*v + b));
+                }
+            }),
         }
         add_rows(x, &layer.down_b, h);
         matmul_add(x, &s.mid, &layer.down_w, t, self.ffn, h);
@@ -405,32 +422,68 @@ impl PackedEncoder {
         parts.into_par_iter().for_each(|(start, out)| {
             let len = out.len() / h;
             let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-            let mut scores = vec![0f32; len];
-            for head in 0..nh {
-                let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
-                for i in 0..len {
-                    let q = &rows[i * 3 * h + qo..i * 3 * h + qo + d];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, s) in scores.iter_mut().enumerate() {
-                        let k = &rows[j * 3 * h + ko..j * 3 * h + ko + d];
-                        *s = dot(q, k) * scale;
-                        max = max.max(*s);
-                    }
-                    let mut sum = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let o = &mut out[i * h + head * d..i * h + head * d + d];
-                    o.iter_mut().for_each(|v| *v = 0.0);
-                    for (j, &p) in scores.iter().enumerate() {
-                        let v = &rows[j * 3 * h + vo..j * 3 * h + vo + d];
-                        let p = p / sum;
-                        o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
-                    }
-                }
-            }
+            attend(rows, out, nh, d, scale);
         });
+    }
+}
+
+/// One review's attention: `rows` its `[len, 3·hidden]` Q|K|V, `out` its `[len, hidden]`
+/// context, `nh` heads of width `d`. Per head, two small products read the head's columns
+/// in place (keys transposed by their strides): scores `Q·Kᵀ·scale`, then the softmaxed
+/// scores times `V`, written into the head's columns of `out`.
+fn attend(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
+    let h = nh * d;
+    let len = out.len() / h;
+    let mut scores = vec![0f32; len * len];
+    for head in 0..nh {
+        let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
+        let q = Strided {
+            data: &rows[qo..],
+            rows: 3 * h,
+            cols: 1,
+        };
+        let kt = Strided {
+            data: &rows[ko..],
+            rows: 1,
+            cols: 3 * h,
+        };
+        gemm_strided(&mut scores, len, q, kt, [len, d, len], scale, false, false);
+        softmax_rows(&mut scores, len);
+        let p = Strided {
+            data: &scores,
+            rows: len,
+            cols: 1,
+        };
+        let v = Strided {
+            data: &rows[vo..],
+            rows: 3 * h,
+            cols: 1,
+        };
+        gemm_strided(
+            &mut out[head * d..],
+            h,
+            p,
+            v,
+            [len, len, d],
+            1.0,
+            false,
+            false,
+        );
+    }
+}
+
+/// Softmax of each `width`-wide row of `x` in place.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn softmax_rows(x: &mut [f32], width: usize) {
+    for r in x.chunks_exact_mut(width) {
+        let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in r.iter_mut() {
+            *v = exp_nonpositive(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        r.iter_mut().for_each(|v| *v *= inv);
     }
 }
 
@@ -466,20 +519,73 @@ fn add_rows(x: &mut [f32], row: &[f32], width: usize) {
 }
 
 /// `out[m×n] += a[m×k] · b[k×n]`, all row-major, on every core when it is large.
+fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    matmul(out, a, b, [m, k, n], true);
+}
+
+/// `out[m×n] = (add ? out : 0) + a[m×k] · b[k×n]`, all row-major, on every core when it
+/// is large.
+fn matmul(out: &mut [f32], a: &[f32], b: &[f32], [m, k, n]: [usize; 3], add: bool) {
+    let parallel = m * n * k >= 64 * 64 * 64;
+    let (a, b) = (
+        Strided {
+            data: a,
+            rows: k,
+            cols: 1,
+        },
+        Strided {
+            data: b,
+            rows: n,
+            cols: 1,
+        },
+    );
+    gemm_strided(out, n, a, b, [m, k, n], 1.0, add, parallel);
+}
+
+/// A matrix inside a slice: element `(r, c)` at `data[r·rows + c·cols]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    /// Step between rows.
+    rows: usize,
+    /// Step between columns.
+    cols: usize,
+}
+
+impl Strided<'_> {
+    /// Whether every element of an `r × c` matrix lies inside `data`.
+    fn holds(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || (r - 1) * self.rows + (c - 1) * self.cols < self.data.len()
+    }
+}
+
+/// `out[m×n] = (add ? out : 0) + scale · a[m×k] · b[k×n]`, `out` row-major with rows
+/// `out_stride` apart, `a` and `b` [`Strided`]; on every core when `parallel`.
 ///
 /// The one `unsafe` block of the workspace (its lint denies `unsafe` elsewhere): the
 /// `gemm` crate's entry point takes raw pointers and strides. The bounds are asserted
 /// before the call.
-#[allow(unsafe_code)]
-fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-    assert!(out.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    let parallelism = if m * n * k >= 64 * 64 * 64 {
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn gemm_strided(
+    out: &mut [f32],
+    out_stride: usize,
+    a: Strided,
+    b: Strided,
+    [m, k, n]: [usize; 3],
+    scale: f32,
+    add: bool,
+    parallel: bool,
+) {
+    let out_ok = m == 0 || n == 0 || (m - 1) * out_stride + n <= out.len();
+    assert!(out_ok && (m <= 1 || n <= out_stride) && a.holds(m, k) && b.holds(k, n));
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the three buffers hold the row-major matrices the strides describe (checked
-    // above), `out` is borrowed mutably and so aliases neither input.
+    // SAFETY: every element the strides reach lies inside its slice (asserted above);
+    // `out` is borrowed mutably and so aliases neither input, and its rows (`n` wide,
+    // `out_stride` apart with `n ≤ out_stride`) do not overlap.
     unsafe {
         gemm::gemm(
             m,
@@ -487,16 +593,16 @@ fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usiz
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
+            out_stride as isize,
+            add,
+            a.data.as_ptr(),
+            a.cols as isize,
+            a.rows as isize,
+            b.data.as_ptr(),
+            b.cols as isize,
+            b.rows as isize,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,
@@ -507,38 +613,72 @@ fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usiz
 
 /// Layer norm of each `width`-wide row of `x` in place (biased variance, as Burn's).
 fn layer_norm(x: &mut [f32], norm: &Norm, width: usize, eps: f32) {
-    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|c| {
-        for r in c.chunks_exact_mut(width) {
-            let n = width as f32;
-            let mean = r.iter().sum::<f32>() / n;
-            let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let inv = 1.0 / (var + eps).sqrt();
-            for ((v, g), b) in r.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
-                *v = (*v - mean) * inv * g + b;
-            }
-        }
-    });
+    x.par_chunks_mut(width * ROWS_PER_TASK)
+        .for_each(|c| layer_norm_rows(c, &norm.gamma, &norm.beta, width, eps));
 }
 
-/// Dot product in eight lanes (so the compiler can vectorise it).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn layer_norm_rows(x: &mut [f32], gamma: &[f32], beta: &[f32], width: usize, eps: f32) {
+    let n = width as f32;
+    for r in x.chunks_exact_mut(width) {
+        let mean = lane_sum(r, |v| v) / n;
+        let var = lane_sum(r, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in r.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// `Σ f(x)` in sixteen lanes (so the compiler can vectorise it).
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for l in 0..16 {
+            lanes[l] += f(c[l]);
         }
     }
     lanes.iter().sum::<f32>() + tail
 }
 
+/// `eˣ` for `x ≤ 0` (what softmax needs after subtracting the row's maximum) in plain
+/// arithmetic, so a loop over it vectorises: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a
+/// degree-6 polynomial for `eʳ` (Cephes' `expf` coefficients), times `2ⁿ` built from its
+/// exponent bits. Relative error below 3e-7 against `f32::exp` (checked by a test); 0 below
+/// −87 (where `eˣ` is under f32's normal range).
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n·LN2_HI is exact for the n that occur.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let clamped = x.clamp(-87.0, 0.0);
+    let n = (clamped * LOG2_E + 0.5).floor();
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 { 0.0 } else { er * two_n }
+}
+
+/// `gelu(x + bias)` of every `bias.len()`-wide row of `x`, vectorised.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn gelu_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for r in x.chunks_exact_mut(bias.len()) {
+        r.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b));
+    }
+}
+
 /// `x · Φ(x)`, the exact GELU, with [`erf`].
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -551,29 +691,45 @@ fn gelu_tanh(x: f32) -> f32 {
 
 /// `erf(x)` in `f32` as a ratio of two polynomials in `x²` on `[-4, 4]` (±1 outside,
 /// where `erf` rounds to ±1 in `f32`): only multiplies, adds and one division, no
-/// branch, so a loop over it vectorises. Absolute error below 5e-7 (a few f32 spacings near ±1) against its
+/// branch, so a loop over it vectorises (plain `*` and `+`: `mul_add` without a
+/// compile-time FMA target is a library call, which cost 20% of an encoder pass). Absolute error below 5e-7 (a few f32 spacings near ±1) against its
 /// series (checked by a test over `[-6, 6]`).
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = -2.726_142_3e-10_f32;
-    p = p.mul_add(x2, 2.770_681_4e-8);
-    p = p.mul_add(x2, -2.101_024e-6);
-    p = p.mul_add(x2, -5.692_506_4e-5);
-    p = p.mul_add(x2, -7.349_906e-4);
-    p = p.mul_add(x2, -2.954_6e-3);
-    p = p.mul_add(x2, -1.609_603_3e-2);
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
     let mut q = -1.456_607_2e-5_f32;
-    q = q.mul_add(x2, -2.133_740_6e-4);
-    q = q.mul_add(x2, -1.682_827e-3);
-    q = q.mul_add(x2, -7.373_329e-3);
-    q = q.mul_add(x2, -1.426_474e-2);
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
     x * p / q
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_matches_std() {
+        let mut worst = 0f32;
+        for i in 0..=870_000 {
+            let x = -(i as f32) / 10_000.0;
+            let (ours, std) = (exp_nonpositive(x), x.exp());
+            worst = worst.max((ours - std).abs() / std);
+        }
+        assert!(worst < 3e-7, "max relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-200.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    }
 
     #[test]
     fn erf_matches_its_series() {

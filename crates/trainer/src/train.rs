@@ -36,8 +36,8 @@ use lamoda_inference::forward::{
 };
 use lamoda_metrics::{FrequencyPrior, evaluate_prior, evaluate_probabilities};
 use lamoda_model::burn::module::{Module, Param};
-use lamoda_model::burn::optim::{AdamWConfig, GradientsParams};
-use lamoda_model::burn::tensor::{Tensor, TensorData};
+use lamoda_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use lamoda_model::burn::tensor::{Device, Tensor, TensorData};
 use lamoda_model::{HeadSpec, LoadedBase, TagModel};
 
 use crate::error::{TrainError, io_err};
@@ -234,9 +234,7 @@ pub fn train_category(
 
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    let adamw = AdamWConfig::new().with_weight_decay(config.weight_decay as f32);
-    let mut optim = adamw.init();
-    let mut optim_head = adamw.init();
+    let mut optims = Optimizers::new(config);
     let decoding = DecodeConfig::default();
     let dev_probabilities = |m: &TagModel| -> Result<Vec<Vec<f32>>, TrainError> {
         Ok(cached_probabilities(
@@ -261,29 +259,19 @@ pub fn train_category(
         let mut loss_sum = 0f64;
         for (b, batch) in order.chunks(config.batch_size).enumerate() {
             let step = (epoch - 1) * steps_per_epoch + b;
-            let logits = product_logits(&model, 0, &cache, batch, config.pooling, &ad);
-            let targets: Vec<f32> = batch
-                .iter()
-                .flat_map(|&i| train_targets[i].iter().copied())
-                .collect();
-            let targets =
-                Tensor::<2>::from_data(TensorData::new(targets, [batch.len(), n_tags]), &ad);
-            let l = loss(config.loss, logits, targets);
-            loss_sum += f64::from(to_vec(l.clone())?.first().copied().unwrap_or(f32::NAN));
             let lr = learning_rate(config, step, total_steps);
-            let mut grads = l.backward();
-            model = match config.head_lr {
-                None => {
-                    let grads = GradientsParams::from_grads(grads, &model);
-                    optim.step(lr, model, grads)
-                }
-                Some(head_lr) => {
-                    let head = GradientsParams::from_module(&mut grads, &model.heads);
-                    let encoder = GradientsParams::from_module(&mut grads, &model.encoder);
-                    let model = optim.step(lr, model, encoder);
-                    optim_head.step(lr / config.lr * head_lr, model, head)
-                }
-            };
+            let (next, l) = train_step(
+                model,
+                &mut optims,
+                config,
+                &cache,
+                batch,
+                &train_targets,
+                lr,
+                &ad,
+            )?;
+            model = next;
+            loss_sum += l;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -367,6 +355,157 @@ pub fn train_category(
         dir,
         model: best,
         thresholds: finished.thresholds,
+    })
+}
+
+/// AdamW over the trainable parameters; with `head_lr`, a second one over the head alone.
+struct Optimizers {
+    encoder: ModuleOptimizer,
+    head: ModuleOptimizer,
+}
+
+impl Optimizers {
+    fn new(config: &TrainConfig) -> Self {
+        let adamw = AdamWConfig::new().with_weight_decay(config.weight_decay as f32);
+        Optimizers {
+            encoder: adamw.init(),
+            head: adamw.init(),
+        }
+    }
+}
+
+/// One training step: the adapted layers and head over cached products `batch`, the loss
+/// against `targets` (indexed like the cache), backward, AdamW at `lr`. The updated model
+/// and the batch's loss.
+#[allow(clippy::too_many_arguments)]
+fn train_step(
+    model: TagModel,
+    optims: &mut Optimizers,
+    config: &TrainConfig,
+    cache: &FeatureCache,
+    batch: &[usize],
+    targets: &[Vec<f32>],
+    lr: f64,
+    ad: &Device,
+) -> Result<(TagModel, f64), TrainError> {
+    let logits = product_logits(&model, 0, cache, batch, config.pooling, ad);
+    let n_tags = targets.first().map_or(0, Vec::len);
+    let batch_targets: Vec<f32> = batch
+        .iter()
+        .flat_map(|&i| targets[i].iter().copied())
+        .collect();
+    let batch_targets =
+        Tensor::<2>::from_data(TensorData::new(batch_targets, [batch.len(), n_tags]), ad);
+    let l = loss(config.loss, logits, batch_targets);
+    let value = f64::from(to_vec(l.clone())?.first().copied().unwrap_or(f32::NAN));
+    let mut grads = l.backward();
+    let model = match config.head_lr {
+        None => {
+            let grads = GradientsParams::from_grads(grads, &model);
+            optims.encoder.step(lr, model, grads)
+        }
+        Some(head_lr) => {
+            let head = GradientsParams::from_module(&mut grads, &model.heads);
+            let encoder = GradientsParams::from_module(&mut grads, &model.encoder);
+            let model = optims.encoder.step(lr, model, encoder);
+            optims.head.step(lr / config.lr * head_lr, model, head)
+        }
+    };
+    Ok((model, value))
+}
+
+/// What [`bench_steps`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepBench {
+    /// Products in the cache.
+    pub products: usize,
+    /// Reviews in the cache.
+    pub reviews: usize,
+    /// Seconds of the cache pass (the frozen lower layers over every review).
+    pub cache_seconds: f64,
+    /// Products per step (the config's batch size).
+    pub batch_size: usize,
+    /// Seconds of each timed step, after one untimed warm-up step.
+    pub step_seconds: Vec<f64>,
+}
+
+/// Time the training loop's parts on `rows` (all of them, no split): the cache pass,
+/// then `steps` training steps of `config`'s batch size (after one warm-up step), each the
+/// very step [`train_category`] takes. Nothing is written.
+pub fn bench_steps(
+    base: &LoadedBase,
+    pool: &EtalonPool,
+    rows: &[ReviewStack],
+    config: &TrainConfig,
+    steps: usize,
+) -> Result<StepBench, TrainError> {
+    let n_layers = base.encoder.num_layers();
+    config.validate(Path::new("<config>"), Some(n_layers))?;
+    let category = pool.category.name().to_string();
+    if rows.is_empty() {
+        return Err(TrainError::EmptySplit {
+            category,
+            n_train: 0,
+            n_dev: 0,
+        });
+    }
+    let targets: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|row| {
+            let mut t = vec![0f32; pool.len()];
+            for tag in &row.tags {
+                if let Some(i) = pool.index_of(tag) {
+                    t[i] = 1.0;
+                }
+            }
+            t
+        })
+        .collect();
+    let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
+    let ids = tokenize_stacks(&base.tokenizer, &stacks, &config.runtime())?;
+    let lora = config.lora_config(n_layers);
+    let t0 = Instant::now();
+    let cache = FeatureCache::build(&base.packed, &ids, lora.first_layer, false)?;
+    let cache_seconds = t0.elapsed().as_secs_f64();
+    let plain = encoder_device(&base.encoder).inner();
+    let ad = plain.autodiff();
+    ad.seed(config.seed);
+    let heads = vec![HeadSpec {
+        name: category,
+        tags: pool.tags.clone(),
+    }];
+    let mut model = TagModel::new(base.encoder.clone().to_device(&ad), lora, heads, &ad)?;
+    let mut optims = Optimizers::new(config);
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let batches: Vec<&[usize]> = all
+        .chunks(config.batch_size)
+        .cycle()
+        .take(steps + 1)
+        .collect();
+    let mut step_seconds = Vec::with_capacity(steps);
+    for (i, batch) in batches.into_iter().enumerate() {
+        let t = Instant::now();
+        let (next, _) = train_step(
+            model,
+            &mut optims,
+            config,
+            &cache,
+            batch,
+            &targets,
+            config.lr,
+            &ad,
+        )?;
+        model = next;
+        if i > 0 {
+            step_seconds.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(StepBench {
+        products: rows.len(),
+        reviews: cache.n_reviews(),
+        cache_seconds,
+        batch_size: config.batch_size,
+        step_seconds,
     })
 }
 
