@@ -9,6 +9,7 @@ mod bundle;
 mod check;
 mod common;
 mod curate;
+mod curation;
 mod etalon;
 mod eval;
 mod loadtest;
@@ -62,6 +63,15 @@ enum Command {
     Label(curate::LabelArgs),
     /// Pool the raw tags per good type with their frequencies, after normalisation.
     Pool(curate::PoolArgs),
+    /// Cluster each good type's raw-tag pool by embedding similarity into merged tags
+    /// (the tag_mappings.csv layout, plus a reviewable file per raw tag).
+    Consolidate(curation::ConsolidateArgs),
+    /// Map raw tags onto the etalon pools (an editable CSV), make training files from an
+    /// edited one (--from-edited), or print the agreement table (--agreement).
+    Map(curation::MapArgs),
+    /// Audit the training labels: disputed labels (confident learning), near-duplicate,
+    /// contradictory and rare tags.
+    Audit(curation::AuditArgs),
     /// Speed of the encoder, tagger and training beside PyTorch (release build).
     Bench(bench::BenchArgs),
 }
@@ -84,6 +94,9 @@ fn main() {
         Command::Schemathesis(args) => schemathesis::run(args),
         Command::Label(args) => curate::label(args),
         Command::Pool(args) => curate::pool(args),
+        Command::Consolidate(args) => curation::consolidate(args),
+        Command::Map(args) => curation::map(args),
+        Command::Audit(args) => curation::audit(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {

@@ -44,9 +44,13 @@ pub use chunk::{
 };
 pub use client::{ChatClient, ChatConfig};
 pub use error::CurationError;
-pub use label::{LabelOptions, LabelProgress, LabelSummary, label_products, record_key};
+pub use label::{
+    LabelOptions, LabelProgress, LabelSummary, label_products, name_cluster, record_key,
+};
 pub use normalize::{normalize_tag, tidy_tag};
-pub use pool::{Pool, PoolEntry, RawInput, RawTags, pool_tags, read_raw_tags, write_pool_csv};
+pub use pool::{
+    Pool, PoolEntry, RawInput, RawTags, pool_tags, read_pool_csv, read_raw_tags, write_pool_csv,
+};
 pub use prompt::Prompt;
 pub use store::{Loaded, Opened, Record, Rejected, Status, Store, read_store};
 pub use validate::{MAX_WORDS, Validated, check_tag, size_reason, validate_tags};
