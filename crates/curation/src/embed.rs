@@ -247,8 +247,8 @@ impl EmbeddingCache {
     }
 
     /// The vectors of `texts` (in order), embedding those not held in batches of `batch`
-    /// with `embedder` (`progress(done, to_do)` after each batch), then saving the cache
-    /// when anything was added.
+    /// with `embedder` (`progress(done, to_do)` after each batch), saving the cache every
+    /// two minutes of embedding and at the end when anything was added.
     pub fn embed_all(
         &mut self,
         embedder: &dyn Embedder,
@@ -272,7 +272,13 @@ impl EmbeddingCache {
         missing.sort_by_key(|t| (t.chars().count(), t.clone()));
         let mut done = 0;
         progress(0, missing.len());
+        let mut saved = std::time::Instant::now();
         for chunk in missing.chunks(batch.max(1)) {
+            // A long run keeps what it has: saved every two minutes, so a kill loses at most that.
+            if self.dirty && saved.elapsed().as_secs() >= 120 {
+                self.save()?;
+                saved = std::time::Instant::now();
+            }
             let vectors = embedder.embed(chunk)?;
             for (text, v) in chunk.iter().zip(vectors) {
                 if self.dim == 0 {
