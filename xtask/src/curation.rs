@@ -18,7 +18,7 @@ use lamoda_curation::audit::{
 use lamoda_curation::consolidate::{
     adjusted_rand, cluster_average, pair_agreement, representative,
 };
-use lamoda_curation::embed::{BaseEmbedder, EmbeddingCache, Embedder, dot, normalize};
+use lamoda_curation::embed::{BaseEmbedder, Embedder, EmbeddingCache, dot, normalize};
 use lamoda_curation::map::{
     Agreement, MapOptions, PoolSpace, ProductCandidates, agreement, candidates, labeled_from_map,
     map_rows, read_map_csv, text_key, write_labeled, write_map_csv,
@@ -68,7 +68,10 @@ impl EmbedFlags {
             &base.info.weights_sha256[..12.min(base.info.weights_sha256.len())],
             started.elapsed().as_secs_f64()
         );
-        Ok((base, self.cache_dir.clone().unwrap_or_else(default_cache_dir)))
+        Ok((
+            base,
+            self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        ))
     }
 }
 
@@ -213,7 +216,10 @@ pub struct MapArgs {
 /// `cargo xtask map`: a mapping, training files from an edited one, or the agreement table.
 pub fn map(args: MapArgs) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
-        bail!("--threshold must be a cosine in -1..1, not {}", args.threshold);
+        bail!(
+            "--threshold must be a cosine in -1..1, not {}",
+            args.threshold
+        );
     }
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
@@ -500,7 +506,6 @@ pub struct AuditArgs {
     data: DataRootArgs,
 }
 
-
 struct CategoryAudit {
     category: Category,
     pool: EtalonPool,
@@ -663,12 +668,16 @@ fn micro_f1_top(probs: &[Vec<f32>], y: &[Vec<bool>], prior: Option<&[usize]>) ->
         fn_ += row.iter().filter(|&&b| b).count() - hit;
     }
     let d = 2 * tp + fp + fn_;
-    if d == 0 { 1.0 } else { 2.0 * tp as f64 / d as f64 }
+    if d == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / d as f64
+    }
 }
 
 fn write_audit_csv(path: &Path, audits: &[CategoryAudit]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     w.write_record([
         "kind",
         "category",
@@ -776,7 +785,11 @@ fn audit_summary(audits: &[CategoryAudit], args: &AuditArgs) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     let mut totals = [0usize; 7];
     for a in audits {
-        let given = a.issues.iter().filter(|i| i.kind == IssueKind::Given).count();
+        let given = a
+            .issues
+            .iter()
+            .filter(|i| i.kind == IssueKind::Given)
+            .count();
         let missing = a.issues.len() - given;
         let flagged: BTreeSet<usize> = a.issues.iter().map(|i| i.row).collect();
         let labels: usize = a.rows.iter().map(|r| r.tags.len()).sum();
@@ -839,7 +852,12 @@ fn audit_summary(audits: &[CategoryAudit], args: &AuditArgs) -> String {
             let _ = writeln!(
                 s,
                 "- near-duplicates: {} / {} (cosine {:.3}, {} together, Jaccard {:.2}, lift {:.2})",
-                a.pool.tags[pair.a], a.pool.tags[pair.b], pair.cosine, pair.both, pair.jaccard, pair.lift
+                a.pool.tags[pair.a],
+                a.pool.tags[pair.b],
+                pair.cosine,
+                pair.both,
+                pair.jaccard,
+                pair.lift
             );
         }
         for (i, group, tags) in &a.contradictions {
@@ -913,8 +931,9 @@ pub struct ConsolidateArgs {
     /// reviewable file with one row per raw tag goes beside it (`<stem>.clusters.csv`).
     #[arg(long, value_name = "MAPPING.csv")]
     out: PathBuf,
-    /// The lowest average-linkage cosine at which two clusters merge.
-    #[arg(long, value_name = "COS", default_value_t = 0.85)]
+    /// The lowest average-linkage cosine at which two clusters merge (0.9 agrees best with
+    /// the reference tag_mappings.csv on e5-small: docs/curation.md).
+    #[arg(long, value_name = "COS", default_value_t = 0.9)]
     threshold: f32,
     /// The reference mapping to compare with (default: LAMODA_DATA/tag_mappings.csv when
     /// there is one).
@@ -1016,7 +1035,10 @@ fn llm_names(
 /// `cargo xtask consolidate`: clusters, the mapping, and the comparison with the reference.
 pub fn consolidate(args: ConsolidateArgs) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
-        bail!("--threshold must be a cosine in -1..1, not {}", args.threshold);
+        bail!(
+            "--threshold must be a cosine in -1..1, not {}",
+            args.threshold
+        );
     }
     let pool = read_pool_csv(&args.pool)?;
     if pool.entries.is_empty() {
@@ -1028,8 +1050,7 @@ pub fn consolidate(args: ConsolidateArgs) -> anyhow::Result<()> {
     let vectors = embed_cached(&embedder, &cache_dir, "tags", &texts, "pool tags")?;
     let good_types: BTreeSet<&str> = pool.entries.iter().map(|e| e.good_type.as_str()).collect();
     // good_type → [(tag, cluster, merged, similarity to merged, frequency, size)]
-    let mut result: Consolidation =
-        BTreeMap::new();
+    let mut result: Consolidation = BTreeMap::new();
     for good_type in good_types {
         let started = Instant::now();
         let entries: Vec<_> = pool.of(good_type).collect();

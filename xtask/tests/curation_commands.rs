@@ -47,8 +47,8 @@ fn stderr(out: &Output) -> String {
 
 /// The first `n` products of a good type from the raw-tag table, as a CSV of the same layout.
 fn slice(good_type: &str, n: usize, path: &Path) {
-    let mut reader = csv::Reader::from_path(data().join("reviews_sampled_with_tags.csv"))
-        .expect("raw table");
+    let mut reader =
+        csv::Reader::from_path(data().join("reviews_sampled_with_tags.csv")).expect("raw table");
     let headers = reader.headers().expect("headers").clone();
     let gt = headers
         .iter()
@@ -93,7 +93,11 @@ fn map_writes_an_editable_file_and_training_files_from_it() {
     ];
     let out = xtask(&args, &cache);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("mapped 12 products"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mapped 12 products"),
+        "{}",
+        stderr(&out)
+    );
     let text = std::fs::read_to_string(&map).expect("map");
     let mut lines = text.lines();
     assert_eq!(
@@ -101,7 +105,11 @@ fn map_writes_an_editable_file_and_training_files_from_it() {
         Some("sku,good_type,category,fallback,raw_tag,etalon_tag,rank,similarity,accepted")
     );
     let body: Vec<&str> = lines.collect();
-    assert!(body.len() >= 24, "two candidates per raw tag: {}", body.len());
+    assert!(
+        body.len() >= 24,
+        "two candidates per raw tag: {}",
+        body.len()
+    );
     assert!(body.iter().all(|l| l.contains(",shoes,no,")));
     // Rerun: every tag from the cache.
     let again = xtask(&args, &cache);
@@ -136,8 +144,9 @@ fn map_writes_an_editable_file_and_training_files_from_it() {
         &cache,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let shoes = lamoda_data::EtalonPool::load(&root().join("etalon_tags"), lamoda_data::Category::Shoes)
-        .expect("pool");
+    let shoes =
+        lamoda_data::EtalonPool::load(&root().join("etalon_tags"), lamoda_data::Category::Shoes)
+            .expect("pool");
     let set = lamoda_data::load_labeled(
         &out_dir.join("labeled/shoes.csv"),
         lamoda_data::Category::Shoes,
@@ -175,12 +184,18 @@ fn an_edited_map_with_a_bad_value_is_one_error_line() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error: ") && err.contains("line 2, field `etalon_tag`") && err.contains("Нет такого"),
+        err.starts_with("error: ")
+            && err.contains("line 2, field `etalon_tag`")
+            && err.contains("Нет такого"),
         "{err}"
     );
     let out = xtask(&["map"], &dir.path().join("cache"));
     assert!(!out.status.success());
-    assert!(stderr(&out).starts_with("error: say what to do"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: say what to do"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -221,9 +236,11 @@ fn consolidate_clusters_a_pool_and_compares_with_the_reference() {
     assert_eq!(mapping.lines().count(), 4, "header + 3 clusters: {mapping}");
     let clusters =
         std::fs::read_to_string(dir.path().join("mapping.clusters.csv")).expect("clusters");
-    assert!(clusters.starts_with(
-        "good_type,cluster,raw_tag,merged_tag,similarity,frequency,cluster_size\n"
-    ));
+    assert!(
+        clusters.starts_with(
+            "good_type,cluster,raw_tag,merged_tag,similarity,frequency,cluster_size\n"
+        )
+    );
     assert_eq!(clusters.lines().count(), 5);
     // Both synonyms are in the reference's "качественный пошив" cluster: the comparison
     // counts their pair as agreed.

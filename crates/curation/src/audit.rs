@@ -241,7 +241,10 @@ pub struct LabelIssue {
 
 /// The per-tag thresholds of confident learning: `t1` = mean p over the products carrying
 /// the tag, `t0` = mean (1-p) over the others (`None` when a side is empty).
-pub fn class_thresholds(probs: &[Vec<f32>], labels: &[Vec<bool>]) -> Vec<(Option<f32>, Option<f32>)> {
+pub fn class_thresholds(
+    probs: &[Vec<f32>],
+    labels: &[Vec<bool>],
+) -> Vec<(Option<f32>, Option<f32>)> {
     let tags = labels.first().map_or(0, Vec::len);
     (0..tags)
         .map(|t| {
@@ -370,13 +373,21 @@ pub fn near_duplicates(
             }
         }
     }
-    out.sort_by(|x, y| y.cosine.total_cmp(&x.cosine).then(x.a.cmp(&y.a)).then(x.b.cmp(&y.b)));
+    out.sort_by(|x, y| {
+        y.cosine
+            .total_cmp(&x.cosine)
+            .then(x.a.cmp(&y.a))
+            .then(x.b.cmp(&y.b))
+    });
     out
 }
 
 /// Rows carrying two or more tags of one exclusive group: `(row index, group name, the
 /// group's tags on the row)`.
-pub fn contradictions(tags: &[Vec<String>], pool: &EtalonPool) -> Vec<(usize, String, Vec<String>)> {
+pub fn contradictions(
+    tags: &[Vec<String>],
+    pool: &EtalonPool,
+) -> Vec<(usize, String, Vec<String>)> {
     let mut out = Vec::new();
     for (row, row_tags) in tags.iter().enumerate() {
         for group in &pool.exclusive {
@@ -394,7 +405,11 @@ pub fn contradictions(tags: &[Vec<String>], pool: &EtalonPool) -> Vec<(usize, St
 }
 
 /// Pool tags carried by fewer than `min_products` rows, with their counts, rarest first.
-pub fn rare_tags(tags: &[Vec<String>], pool: &EtalonPool, min_products: usize) -> Vec<(String, usize)> {
+pub fn rare_tags(
+    tags: &[Vec<String>],
+    pool: &EtalonPool,
+    min_products: usize,
+) -> Vec<(String, usize)> {
     let mut counts: BTreeMap<&str, usize> = pool.tags.iter().map(|t| (t.as_str(), 0)).collect();
     for row in tags {
         for t in row {
@@ -421,14 +436,23 @@ mod tests {
     fn confident_learning_flags_what_the_thresholds_say() {
         // One tag. Carriers: rows 0–2 (p 0.9, 0.8, 0.1): t1 = 0.6. Others: rows 3–5
         // (p 0.2, 0.7, 0.0): t0 = mean(0.8, 0.3, 1.0) = 0.7.
-        let probs: Vec<Vec<f32>> = [0.9, 0.8, 0.1, 0.2, 0.7, 0.0].iter().map(|&p| vec![p]).collect();
+        let probs: Vec<Vec<f32>> = [0.9, 0.8, 0.1, 0.2, 0.7, 0.0]
+            .iter()
+            .map(|&p| vec![p])
+            .collect();
         let labels: Vec<Vec<bool>> = [true, true, true, false, false, false]
             .iter()
             .map(|&y| vec![y])
             .collect();
         let thresholds = class_thresholds(&probs, &labels);
-        let (t1, t0) = (thresholds[0].0.unwrap_or(-1.0), thresholds[0].1.unwrap_or(-1.0));
-        assert!((t1 - 0.6).abs() < 1e-6 && (t0 - 0.7).abs() < 1e-6, "{t1} {t0}");
+        let (t1, t0) = (
+            thresholds[0].0.unwrap_or(-1.0),
+            thresholds[0].1.unwrap_or(-1.0),
+        );
+        assert!(
+            (t1 - 0.6).abs() < 1e-6 && (t0 - 0.7).abs() < 1e-6,
+            "{t1} {t0}"
+        );
         let issues = confident_learning(&probs, &labels);
         let found: Vec<(usize, IssueKind)> = issues.iter().map(|i| (i.row, i.kind)).collect();
         // Row 2 carries it at p 0.1 (1-p 0.9 ≥ 0.7): given, margin 0.2. Row 4 lacks it at
@@ -448,7 +472,9 @@ mod tests {
 
     #[test]
     fn the_logistic_fit_separates_a_separable_tag() {
-        let x: Vec<Vec<f32>> = (0..40).map(|i| vec![i as f32 / 40.0, ((i * 7) % 5) as f32]).collect();
+        let x: Vec<Vec<f32>> = (0..40)
+            .map(|i| vec![i as f32 / 40.0, ((i * 7) % 5) as f32])
+            .collect();
         let y: Vec<Vec<bool>> = (0..40).map(|i| vec![i >= 20]).collect();
         let folds: Vec<usize> = (0..40).map(|i| i % 4).collect();
         let probs = out_of_fold(&x, &y, &folds, LogisticConfig::default(), |_| {});
@@ -476,7 +502,11 @@ mod tests {
     #[test]
     fn two_tags_of_a_group_contradict_and_rare_tags_are_counted() {
         let rows = vec![
-            vec!["Маломерят".to_owned(), "Большемерки".to_owned(), "Удобные".to_owned()],
+            vec![
+                "Маломерят".to_owned(),
+                "Большемерки".to_owned(),
+                "Удобные".to_owned(),
+            ],
             vec!["Удобные".to_owned()],
             vec!["Маломерят".to_owned()],
         ];

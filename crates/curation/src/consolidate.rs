@@ -130,7 +130,12 @@ pub fn average_linkage(vectors: &[Vec<f32>]) -> Vec<Merge> {
     // The chain finds merges out of order; the dendrogram's order is by similarity. Ids of
     // merged clusters refer to merge indices, so renumber them after sorting.
     let mut order: Vec<usize> = (0..merges.len()).collect();
-    order.sort_by(|&x, &y| merges[y].similarity.total_cmp(&merges[x].similarity).then(x.cmp(&y)));
+    order.sort_by(|&x, &y| {
+        merges[y]
+            .similarity
+            .total_cmp(&merges[x].similarity)
+            .then(x.cmp(&y))
+    });
     let mut new_id = vec![0usize; merges.len()];
     for (pos, &k) in order.iter().enumerate() {
         new_id[k] = pos;
@@ -235,7 +240,11 @@ mod tests {
         assert_eq!(cluster_average(&vectors, -1.0), [0, 0, 0, 0, 0]);
         let merges = average_linkage(&vectors);
         assert_eq!(merges.len(), 4);
-        assert!(merges.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        assert!(
+            merges
+                .windows(2)
+                .all(|w| w[0].similarity >= w[1].similarity)
+        );
         // The last merge joins everything: average of all cross similarities.
         let last = merges[3];
         assert!(last.a >= 5 || last.b >= 5);

@@ -172,13 +172,13 @@ impl EmbeddingCache {
             stale: None,
             dirty: false,
         };
-        if cache.json.is_file() {
-            if let Err(reason) = cache.load() {
-                cache.stale = Some(reason);
-                cache.map.clear();
-                cache.order.clear();
-                cache.dim = 0;
-            }
+        if cache.json.is_file()
+            && let Err(reason) = cache.load()
+        {
+            cache.stale = Some(reason);
+            cache.map.clear();
+            cache.order.clear();
+            cache.dim = 0;
         }
         cache
     }
@@ -214,7 +214,11 @@ impl EmbeddingCache {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         self.dim = header.dim;
-        for (text, row) in header.texts.into_iter().zip(floats.chunks(header.dim.max(1))) {
+        for (text, row) in header
+            .texts
+            .into_iter()
+            .zip(floats.chunks(header.dim.max(1)))
+        {
             self.map.insert(text.clone(), row.to_vec());
             self.order.push(text);
         }
@@ -394,7 +398,9 @@ mod tests {
         };
         let mut theirs = EmbeddingCache::for_embedder(dir.path(), &other, "tags");
         assert!(theirs.is_empty());
-        theirs.embed_all(&other, &texts, 8, |_, _| {}).expect("embed");
+        theirs
+            .embed_all(&other, &texts, 8, |_, _| {})
+            .expect("embed");
         assert_eq!(other.calls.get(), 2);
     }
 
@@ -414,6 +420,10 @@ mod tests {
         std::fs::write(dir.path().join("m/tags.f32"), [0u8; 3]).expect("cut");
         let cut = EmbeddingCache::for_embedder(dir.path(), &fake, "tags");
         assert!(cut.is_empty());
-        assert!(cut.stale().is_some_and(|r| r.contains("bytes")), "{:?}", cut.stale());
+        assert!(
+            cut.stale().is_some_and(|r| r.contains("bytes")),
+            "{:?}",
+            cut.stale()
+        );
     }
 }

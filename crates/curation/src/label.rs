@@ -337,7 +337,11 @@ pub async fn name_cluster(
     match ask(client, &message, &mut attempts).await {
         Ok(tags) => Ok(tags
             .iter()
-            .find_map(|t| crate::validate::check_tag(t).ok().map(|(_, normalized)| normalized))
+            .find_map(|t| {
+                crate::validate::check_tag(t)
+                    .ok()
+                    .map(|(_, normalized)| normalized)
+            })
             .ok_or_else(|| format!("no usable name in {tags:?}"))),
         Err(ChunkError::Failed(reason)) => Ok(Err(reason)),
         Err(ChunkError::Fatal(reason)) => Err(CurationError::Server {

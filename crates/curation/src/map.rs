@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use lamoda_data::{Category, EtalonPool, Product, Routing};
 use serde::Serialize;
 
+use crate::CurationError;
 use crate::embed::dot;
+use crate::error::excerpt;
 use crate::normalize::normalize_tag;
 use crate::pool::RawTags;
-use crate::CurationError;
-use crate::error::excerpt;
 
 /// The columns of the mapping file, in order.
 pub const MAP_COLUMNS: [&str; 9] = [
@@ -167,10 +167,8 @@ pub fn resolve_exclusive(scored: Vec<(String, f32)>, pool: &EtalonPool) -> Vec<S
             continue;
         }
         let group = pool.exclusive.iter().position(|g| g.tags.contains(&tag));
-        let taken = group.is_some_and(|g| {
-            kept.iter()
-                .any(|(t, _)| pool.exclusive[g].tags.contains(t))
-        });
+        let taken =
+            group.is_some_and(|g| kept.iter().any(|(t, _)| pool.exclusive[g].tags.contains(t)));
         if !taken {
             kept.push((tag, score));
         }
@@ -296,7 +294,14 @@ pub fn read_map_csv(
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     let column = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let required = ["sku", "good_type", "category", "raw_tag", "etalon_tag", "accepted"];
+    let required = [
+        "sku",
+        "good_type",
+        "category",
+        "raw_tag",
+        "etalon_tag",
+        "accepted",
+    ];
     let mut at = HashMap::new();
     for name in required {
         let i = column(name).ok_or_else(|| CurationError::MissingColumn {
@@ -321,13 +326,8 @@ pub fn read_map_csv(
             reason,
             value: excerpt(value),
         };
-        let accepted = parse_yes_no(get("accepted")).ok_or_else(|| {
-            bad(
-                "accepted",
-                "expected yes or no".to_owned(),
-                get("accepted"),
-            )
-        })?;
+        let accepted = parse_yes_no(get("accepted"))
+            .ok_or_else(|| bad("accepted", "expected yes or no".to_owned(), get("accepted")))?;
         let category: Category = get("category")
             .parse()
             .map_err(|e: lamoda_data::DataError| bad("category", e.to_string(), get("category")))?;
@@ -359,9 +359,9 @@ pub fn read_map_csv(
         };
         let rank = match rank_at.and_then(|i| record.get(i)).map(str::trim) {
             None | Some("") => 0,
-            Some(v) => v.parse().map_err(|_| {
-                bad("rank", "expected a whole number".to_owned(), v)
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad("rank", "expected a whole number".to_owned(), v))?,
         };
         let fallback = fallback_at
             .and_then(|i| record.get(i))
@@ -660,7 +660,10 @@ mod tests {
                 best: vec![(0, 1.0), (2, 0.8)],
             }],
         };
-        let gold = HashMap::from([("1".to_owned(), vec!["Удобные".to_owned(), "Маломерят".to_owned()])]);
+        let gold = HashMap::from([(
+            "1".to_owned(),
+            vec!["Удобные".to_owned(), "Маломерят".to_owned()],
+        )]);
         let table = agreement("t", &[product], &spaces, &gold, &[0.75], &[1, 2]);
         assert_eq!((table[0].tp, table[0].fp, table[0].fn_), (1, 0, 1));
         assert_eq!((table[1].tp, table[1].fp, table[1].fn_), (1, 1, 1));

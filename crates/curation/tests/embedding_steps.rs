@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use lamoda_curation::audit::{contradictions, near_duplicates};
 use lamoda_curation::consolidate::cluster_average;
-use lamoda_curation::embed::{BaseEmbedder, EmbeddingCache, Embedder};
+use lamoda_curation::embed::{BaseEmbedder, Embedder, EmbeddingCache};
 use lamoda_curation::map::{
     MapOptions, PoolSpace, candidates, labeled_from_map, map_rows, read_map_csv, select,
     write_labeled, write_map_csv,
@@ -103,7 +103,10 @@ fn synonyms_of_the_reference_mapping_cluster_together_and_apart_from_others() {
     ];
     let vectors = embed(base, &tags);
     let labels = cluster_average(&vectors, 0.9);
-    assert_eq!(labels[0], labels[1], "the synonyms merge at 0.9: {labels:?}");
+    assert_eq!(
+        labels[0], labels[1],
+        "the synonyms merge at 0.9: {labels:?}"
+    );
     assert_ne!(labels[0], labels[2], "{labels:?}");
     assert_ne!(labels[0], labels[3], "{labels:?}");
     assert_ne!(labels[2], labels[3], "{labels:?}");
@@ -126,8 +129,14 @@ fn an_exact_etalon_tag_maps_to_itself() {
         .cloned()
         .zip(BaseEmbedder::tags(base).embed(&texts).expect("embed"))
         .collect();
-    let cands = candidates(&products, &routing(), &spaces, |t| vectors.get(t).cloned(), 2)
-        .expect("candidates");
+    let cands = candidates(
+        &products,
+        &routing(),
+        &spaces,
+        |t| vectors.get(t).cloned(),
+        2,
+    )
+    .expect("candidates");
     let shoes = &spaces[&Category::Shoes].pool;
     let best: Vec<(&str, f32)> = cands[0]
         .tags
@@ -166,7 +175,9 @@ fn the_cache_is_hit_on_rerun_and_invalidated_by_another_model_hash() {
         .map(|s| s.to_string())
         .collect();
     let mut cache = EmbeddingCache::for_embedder(dir.path(), &embedder, "tags");
-    let (first, stats) = cache.embed_all(&embedder, &texts, 64, |_, _| {}).expect("embed");
+    let (first, stats) = cache
+        .embed_all(&embedder, &texts, 64, |_, _| {})
+        .expect("embed");
     assert_eq!((stats.requested, stats.hits, stats.embedded), (2, 0, 2));
     assert!(
         dir.path()
@@ -176,7 +187,9 @@ fn the_cache_is_hit_on_rerun_and_invalidated_by_another_model_hash() {
         "the cache lives under the weights' sha256"
     );
     let mut again = EmbeddingCache::for_embedder(dir.path(), &embedder, "tags");
-    let (second, stats) = again.embed_all(&embedder, &texts, 64, |_, _| {}).expect("embed");
+    let (second, stats) = again
+        .embed_all(&embedder, &texts, 64, |_, _| {})
+        .expect("embed");
     assert_eq!((stats.hits, stats.embedded), (2, 0), "all from the cache");
     assert_eq!(first, second);
     let other = EmbeddingCache::open(dir.path(), "0000another-model", &embedder.key(), "tags");
@@ -188,7 +201,10 @@ fn the_cache_is_hit_on_rerun_and_invalidated_by_another_model_hash() {
         &passages.key(),
         "tags",
     );
-    assert!(theirs.is_empty() && theirs.stale().is_some(), "another prefix reads nothing");
+    assert!(
+        theirs.is_empty() && theirs.stale().is_some(),
+        "another prefix reads nothing"
+    );
 }
 
 #[test]
@@ -227,7 +243,10 @@ fn a_real_slice_maps_into_training_files_with_one_tag_per_exclusive_group() {
         rows.len(),
         2 * cands.iter().map(|p| p.tags.len()).sum::<usize>()
     );
-    assert!(rows.iter().all(|r| r.category == Category::Bags && !r.fallback));
+    assert!(
+        rows.iter()
+            .all(|r| r.category == Category::Bags && !r.fallback)
+    );
     assert!(rows.iter().all(|r| r.accepted == (r.similarity >= 0.85)));
     // A reviewer accepts both tags of the weight group on the first product, Тяжёлая the
     // more similar: only it stays.
@@ -252,9 +271,13 @@ fn a_real_slice_maps_into_training_files_with_one_tag_per_exclusive_group() {
         spaces.iter().map(|(c, s)| (*c, s.pool.clone())).collect();
     let back = read_map_csv(&map_path, &pools).expect("read map");
     assert_eq!(back.len(), rows.len());
-    assert!(back.iter().zip(&rows).all(|(a, b)| a.etalon_tag == b.etalon_tag
-        && a.accepted == b.accepted
-        && (a.similarity - b.similarity).abs() < 1e-4));
+    assert!(
+        back.iter()
+            .zip(&rows)
+            .all(|(a, b)| a.etalon_tag == b.etalon_tag
+                && a.accepted == b.accepted
+                && (a.similarity - b.similarity).abs() < 1e-4)
+    );
     let products = lamoda_data::load_products(&root.join("reviews_sampled.csv")).expect("products");
     let sets = labeled_from_map(&back, &products, &pools);
     assert!(sets.unknown_skus.is_empty());
@@ -262,8 +285,13 @@ fn a_real_slice_maps_into_training_files_with_one_tag_per_exclusive_group() {
     let written = write_labeled(dir.path(), &sets).expect("write labeled");
     assert_eq!(written.len(), 1);
     let bags = pool(Category::Bags);
-    let set = load_labeled(&written[0], Category::Bags, Some(&bags), UnknownTagPolicy::Error)
-        .expect("the training file reads back with the pool");
+    let set = load_labeled(
+        &written[0],
+        Category::Bags,
+        Some(&bags),
+        UnknownTagPolicy::Error,
+    )
+    .expect("the training file reads back with the pool");
     assert_eq!(set.rows.len(), 40);
     assert!(bags.check(&set).exclusive_violations.is_empty());
     let first = products.iter().find(|p| p.sku == sku).expect("product");
@@ -286,7 +314,11 @@ fn the_audit_finds_group_contradictions_and_a_known_near_duplicate() {
     )
     .expect("shoes");
     let mut tags: Vec<Vec<String>> = set.rows.iter().map(|r| r.tags.clone()).collect();
-    tags.push(vec!["Маломерят".into(), "Большемерки".into(), "Удобные".into()]);
+    tags.push(vec![
+        "Маломерят".into(),
+        "Большемерки".into(),
+        "Удобные".into(),
+    ]);
     let found = contradictions(&tags, &shoes);
     let expected = shoes.check(&set).exclusive_violations.len() + 1;
     assert_eq!(found.len(), expected, "the real ones and the added row");
@@ -304,10 +336,7 @@ fn the_audit_finds_group_contradictions_and_a_known_near_duplicate() {
         .map(|r| shoes.tags.iter().map(|t| r.tags.contains(t)).collect())
         .collect();
     let pairs = near_duplicates(&vectors, &y, 0.93, 1.1);
-    let named: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|p| (names[p.a], names[p.b]))
-        .collect();
+    let named: Vec<(&str, &str)> = pairs.iter().map(|p| (names[p.a], names[p.b])).collect();
     assert!(
         named.contains(&("Амортизируют", "Амортизирующие")),
         "the curated near-duplicate is found: {named:?}"
