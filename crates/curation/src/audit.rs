@@ -5,8 +5,8 @@
 //!
 //! The out-of-fold model ([`out_of_fold`]) is a one-vs-rest logistic regression per tag on
 //! fixed product vectors (in `cargo xtask audit`: the frozen base's mean review vectors),
-//! fitted by full-batch gradient descent with Nesterov momentum on standardised features
-//! with an L2 penalty, from zero weights: deterministic, so only the folds need a seed.
+//! fitted by full-batch L-BFGS on standardised features with an L2 penalty, from zero
+//! weights: deterministic, so only the folds need a seed.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ pub struct Logistic {
 pub struct LogisticConfig {
     /// The L2 penalty on the weights (of the mean loss).
     pub l2: f32,
-    /// Gradient steps.
+    /// L-BFGS steps at most.
     pub iterations: usize,
 }
 
@@ -35,7 +35,7 @@ impl Default for LogisticConfig {
     fn default() -> Self {
         Self {
             l2: 1e-2,
-            iterations: 300,
+            iterations: 100,
         }
     }
 }
@@ -80,33 +80,12 @@ impl Logistic {
                     .collect()
             })
             .collect();
-        // Lipschitz constant of the mean logistic loss: 0.25 λmax(ZᵀZ/n) (+1 for the bias)
-        // + l2, by power iteration.
-        let mut v = vec![1f32 / (d.max(1) as f32).sqrt(); d];
-        let mut lambda = 1f32;
-        for _ in 0..30 {
-            let mut next = vec![0f32; d];
-            for row in &z {
-                let p: f32 = row.iter().zip(&v).map(|(a, b)| a * b).sum();
-                for (nx, a) in next.iter_mut().zip(row) {
-                    *nx += p * a / n.max(1) as f32;
-                }
-            }
-            lambda = next.iter().map(|a| a * a).sum::<f32>().sqrt();
-            if lambda <= 1e-12 {
-                break;
-            }
-            next.iter_mut().for_each(|a| *a /= lambda);
-            v = next;
-        }
-        let step = 1.0 / (0.25 * (lambda + 1.0) + config.l2);
-        let mut weights = vec![vec![0f32; d]; tags];
-        let mut bias = vec![0f32; tags];
-        for t in 0..tags {
-            let (w, b) = fit_one(&z, y, t, config, step);
-            weights[t] = w;
-            bias[t] = b;
-        }
+        // One regression per tag, the tags spread over the cores.
+        use rayon::prelude::*;
+        let (weights, bias): (Vec<Vec<f32>>, Vec<f32>) = (0..tags)
+            .into_par_iter()
+            .map(|t| fit_one(&z, y, t, config))
+            .unzip();
         Self {
             mean,
             scale,
@@ -131,50 +110,127 @@ impl Logistic {
     }
 }
 
-fn fit_one(
+/// The mean logistic loss of tag `t` with an L2 penalty on the weights, and its gradient,
+/// at `theta` = weights then bias.
+fn loss_and_grad(
     z: &[Vec<f32>],
     y: &[&[bool]],
     t: usize,
-    config: LogisticConfig,
-    step: f32,
-) -> (Vec<f32>, f32) {
-    let n = z.len().max(1) as f32;
-    let d = z.first().map_or(0, Vec::len);
-    let positives = y.iter().filter(|r| r[t]).count() as f32;
-    // Start at the base rate: fewer steps to the bias.
-    let rate = ((positives + 0.5) / (n + 1.0)).clamp(1e-4, 1.0 - 1e-4);
-    let mut w = vec![0f32; d];
-    let mut b = (rate / (1.0 - rate)).ln();
-    let (mut w_prev, mut b_prev) = (w.clone(), b);
-    for k in 0..config.iterations {
-        // Nesterov look-ahead point.
-        let mu = k as f32 / (k as f32 + 3.0);
-        let wa: Vec<f32> = w
+    l2: f64,
+    theta: &[f64],
+) -> (f64, Vec<f64>) {
+    let d = theta.len() - 1;
+    let n = z.len().max(1) as f64;
+    let mut grad = vec![0f64; d + 1];
+    let mut loss = 0f64;
+    for (row, labels) in z.iter().zip(y) {
+        let logit: f64 = row
             .iter()
-            .zip(&w_prev)
-            .map(|(a, p)| a + mu * (a - p))
-            .collect();
-        let ba = b + mu * (b - b_prev);
-        let mut grad = vec![0f32; d];
-        let mut grad_b = 0f32;
-        for (row, labels) in z.iter().zip(y) {
-            let logit: f32 = row.iter().zip(&wa).map(|(a, c)| a * c).sum::<f32>() + ba;
-            let r = sigmoid(logit) - if labels[t] { 1.0 } else { 0.0 };
-            grad_b += r;
-            for (g, a) in grad.iter_mut().zip(row) {
-                *g += r * a;
-            }
+            .zip(&theta[..d])
+            .map(|(a, w)| f64::from(*a) * w)
+            .sum::<f64>()
+            + theta[d];
+        let target = if labels[t] { 1.0 } else { 0.0 };
+        // log(1 + e^x) - target·x, stably.
+        loss += logit.max(0.0) + (-logit.abs()).exp().ln_1p() - target * logit;
+        let r = 1.0 / (1.0 + (-logit).exp()) - target;
+        for (g, a) in grad[..d].iter_mut().zip(row) {
+            *g += r * f64::from(*a);
         }
-        w_prev = w;
-        b_prev = b;
-        w = wa
-            .iter()
-            .zip(&grad)
-            .map(|(a, g)| a - step * (g / n + config.l2 * a))
-            .collect();
-        b = ba - step * grad_b / n;
+        grad[d] += r;
     }
-    (w, b)
+    loss /= n;
+    grad.iter_mut().for_each(|g| *g /= n);
+    for (g, w) in grad[..d].iter_mut().zip(&theta[..d]) {
+        *g += l2 * w;
+        loss += 0.5 * l2 * w * w;
+    }
+    (loss, grad)
+}
+
+/// One tag's regression by L-BFGS (memory 10, backtracking Armijo line search) from zero
+/// weights and the base-rate bias; at most `config.iterations` steps, stopping when the
+/// gradient's largest entry is below 1e-5. Full-batch and deterministic.
+fn fit_one(z: &[Vec<f32>], y: &[&[bool]], t: usize, config: LogisticConfig) -> (Vec<f32>, f32) {
+    const MEMORY: usize = 10;
+    let d = z.first().map_or(0, Vec::len);
+    let n = z.len().max(1) as f64;
+    let l2 = f64::from(config.l2);
+    let positives = y.iter().filter(|r| r[t]).count() as f64;
+    let rate = ((positives + 0.5) / (n + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let mut theta = vec![0f64; d + 1];
+    theta[d] = (rate / (1.0 - rate)).ln();
+    let (mut loss, mut grad) = loss_and_grad(z, y, t, l2, &theta);
+    let mut history: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> =
+        std::collections::VecDeque::new();
+    let dotf = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    for _ in 0..config.iterations {
+        if grad.iter().fold(0f64, |m, g| m.max(g.abs())) < 1e-5 {
+            break;
+        }
+        // Two-loop recursion: direction = -H·grad.
+        let mut q = grad.clone();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, yv, rho) in history.iter().rev() {
+            let alpha = rho * dotf(s, &q);
+            q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= alpha * yi);
+            alphas.push(alpha);
+        }
+        let gamma = history
+            .back()
+            .map_or(1.0, |(s, yv, _)| dotf(s, yv) / dotf(yv, yv).max(1e-300));
+        q.iter_mut().for_each(|qi| *qi *= gamma);
+        for ((s, yv, rho), alpha) in history.iter().zip(alphas.iter().rev()) {
+            let beta = rho * dotf(yv, &q);
+            q.iter_mut()
+                .zip(s)
+                .for_each(|(qi, si)| *qi += (alpha - beta) * si);
+        }
+        let mut direction: Vec<f64> = q.iter().map(|x| -x).collect();
+        let mut slope = dotf(&direction, &grad);
+        if slope >= 0.0 {
+            // Not a descent direction: fall back to the gradient.
+            direction = grad.iter().map(|g| -g).collect();
+            slope = dotf(&direction, &grad);
+            history.clear();
+        }
+        let mut step = if history.is_empty() {
+            1.0 / dotf(&grad, &grad).sqrt().max(1e-12)
+        } else {
+            1.0
+        };
+        let mut accepted = None;
+        for _ in 0..30 {
+            let candidate: Vec<f64> = theta
+                .iter()
+                .zip(&direction)
+                .map(|(x, p)| x + step * p)
+                .collect();
+            let (l, g) = loss_and_grad(z, y, t, l2, &candidate);
+            if l <= loss + 1e-4 * step * slope {
+                accepted = Some((candidate, l, g));
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some((next, next_loss, next_grad)) = accepted else {
+            break;
+        };
+        let s: Vec<f64> = next.iter().zip(&theta).map(|(a, b)| a - b).collect();
+        let yv: Vec<f64> = next_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
+        let sy = dotf(&s, &yv);
+        if sy > 1e-12 {
+            if history.len() == MEMORY {
+                history.pop_front();
+            }
+            history.push_back((s, yv, 1.0 / sy));
+        }
+        theta = next;
+        loss = next_loss;
+        grad = next_grad;
+    }
+    let b = theta[d] as f32;
+    (theta[..d].iter().map(|&w| w as f32).collect(), b)
 }
 
 /// Out-of-fold probabilities: for each fold `f` of `folds` (values `0..k`), a model fitted
@@ -237,6 +293,10 @@ pub struct LabelIssue {
     pub threshold: f32,
     /// How far past the threshold: `p - t1` (missing) or `(1-p) - t0` (given); ≥ 0.
     pub margin: f32,
+    /// The margin on a common 0–1 scale, the ranking key: `(p - t1) / (1 - t1)` (missing:
+    /// the share of the way from the threshold to certainty), `(p0 - p) / p0` with
+    /// `p0 = 1 - t0` (given: the share below the mean p of the products without the tag).
+    pub strength: f32,
 }
 
 /// The per-tag thresholds of confident learning: `t1` = mean p over the products carrying
@@ -270,8 +330,8 @@ pub fn class_thresholds(
 /// in the confident joint under the class whose probability reaches that class's
 /// threshold (the larger probability when both do). An issue is a label counted under the
 /// other class than given: a given tag with `1-p ≥ t0` (and not `p ≥ t1` with `p > 1-p`),
-/// a missing tag with `p ≥ t1` (and not `1-p ≥ t0` with `1-p ≥ p`). Ranked by margin,
-/// largest first (ties: row, then tag).
+/// a missing tag with `p ≥ t1` (and not `1-p ≥ t0` with `1-p ≥ p`). Ranked by strength
+/// (the normalised margin), largest first (ties: row, then tag).
 pub fn confident_learning(probs: &[Vec<f32>], labels: &[Vec<bool>]) -> Vec<LabelIssue> {
     let thresholds = class_thresholds(probs, labels);
     let mut issues = Vec::new();
@@ -294,6 +354,11 @@ pub fn confident_learning(probs: &[Vec<f32>], labels: &[Vec<bool>]) -> Vec<Label
                     p,
                     threshold: 1.0 - t0,
                     margin: q - t0,
+                    strength: if t0 < 1.0 {
+                        ((1.0 - t0 - p) / (1.0 - t0)).max(0.0)
+                    } else {
+                        0.0
+                    },
                 });
             } else if !y_row[tag] && counted_one {
                 issues.push(LabelIssue {
@@ -303,13 +368,18 @@ pub fn confident_learning(probs: &[Vec<f32>], labels: &[Vec<bool>]) -> Vec<Label
                     p,
                     threshold: t1,
                     margin: p - t1,
+                    strength: if t1 < 1.0 {
+                        ((p - t1) / (1.0 - t1)).max(0.0)
+                    } else {
+                        0.0
+                    },
                 });
             }
         }
     }
     issues.sort_by(|a, b| {
-        b.margin
-            .total_cmp(&a.margin)
+        b.strength
+            .total_cmp(&a.strength)
             .then(a.row.cmp(&b.row))
             .then(a.tag.cmp(&b.tag))
     });
@@ -461,6 +531,9 @@ mod tests {
         assert_eq!(found, [(2, IssueKind::Given), (4, IssueKind::Missing)]);
         assert!((issues[0].margin - 0.2).abs() < 1e-6);
         assert!((issues[1].margin - 0.1).abs() < 1e-6);
+        // Strength: (0.3 - 0.1) / 0.3 for the given tag, (0.7 - 0.6) / 0.4 for the missing.
+        assert!((issues[0].strength - 2.0 / 3.0).abs() < 1e-6);
+        assert!((issues[1].strength - 0.25).abs() < 1e-6);
     }
 
     #[test]
