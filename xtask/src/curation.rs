@@ -945,12 +945,12 @@ fn audit_sample(audits: &[CategoryAudit], n: usize, seed: u64, strong: f32) -> S
             );
         }
         let _ = writeln!(s);
-        for review in row.reviews.iter().take(12) {
+        for review in row.reviews.iter().take(40) {
             let cut: String = review.chars().take(300).collect();
             let _ = writeln!(s, "> {}", cut.replace('\n', " "));
         }
-        if row.reviews.len() > 12 {
-            let _ = writeln!(s, "> … {} more reviews", row.reviews.len() - 12);
+        if row.reviews.len() > 40 {
+            let _ = writeln!(s, "> … {} more reviews", row.reviews.len() - 40);
         }
         let _ = writeln!(s);
     }
