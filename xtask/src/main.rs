@@ -8,9 +8,10 @@ mod bench;
 mod bundle;
 mod check;
 mod common;
-mod curate;
+mod curation;
 mod etalon;
 mod eval;
+mod label;
 mod loadtest;
 mod predict;
 mod reproduce;
@@ -57,13 +58,22 @@ enum Command {
     Loadtest(loadtest::LoadtestArgs),
     /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
     Schemathesis(schemathesis::SchemathesisArgs),
-    /// Speed of the encoder, tagger and training beside PyTorch (release build).
-    Bench(bench::BenchArgs),
     /// Label a product table's review stacks with an LLM behind an OpenAI-compatible API
     /// (resumable JSONL store, one record per product).
-    Label(curate::LabelArgs),
+    Label(label::LabelArgs),
     /// Pool the raw tags per good type with their frequencies, after normalisation.
-    Pool(curate::PoolArgs),
+    Pool(label::PoolArgs),
+    /// Cluster each good type's raw-tag pool by embedding similarity into merged tags
+    /// (the tag_mappings.csv layout, plus a reviewable file per raw tag).
+    Consolidate(curation::ConsolidateArgs),
+    /// Map raw tags onto the etalon pools (an editable CSV), make training files from an
+    /// edited one (--from-edited), or print the agreement table (--agreement).
+    Map(curation::MapArgs),
+    /// Audit the training labels: disputed labels (confident learning), near-duplicate,
+    /// contradictory and rare tags.
+    Audit(curation::AuditArgs),
+    /// Speed of the encoder, tagger and training beside PyTorch (release build).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -82,9 +92,12 @@ fn main() {
         Command::Openapi(args) => serve::openapi(args),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
+        Command::Label(args) => label::label(args),
+        Command::Pool(args) => label::pool(args),
+        Command::Consolidate(args) => curation::consolidate(args),
+        Command::Map(args) => curation::map(args),
+        Command::Audit(args) => curation::audit(args),
         Command::Bench(args) => bench::run(args),
-        Command::Label(args) => curate::label(args),
-        Command::Pool(args) => curate::pool(args),
     };
     if let Err(err) = result {
         eprintln!("error: {}", lamoda_tags::error_line(&err));

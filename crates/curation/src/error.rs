@@ -81,6 +81,29 @@ pub enum CurationError {
     /// A data file read through `lamoda-data`.
     #[error(transparent)]
     Data(#[from] lamoda_data::DataError),
+    /// The base model (loading, tokenising, encoding).
+    #[error(transparent)]
+    Model(#[from] lamoda_model::ModelError),
+    /// A CSV file could not be parsed or written (`line` 0 when unknown).
+    #[error("{path}: line {line}: {reason}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based data row), 0 when the parser does not say.
+        line: usize,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A column the file must have is missing.
+    #[error("{path}: no `{column}` column (expected columns: {expected})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The columns the file must have.
+        expected: String,
+    },
 }
 
 /// `text` cut to 200 characters (with `…`), for error messages.

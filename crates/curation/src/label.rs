@@ -316,6 +316,41 @@ async fn ask(
     )))
 }
 
+/// Asks the LLM for one name for a cluster of raw tags of `good_type` (consolidation):
+/// the answer is the labeler's format, `{"tags": ["name"]}`, parsed and retried the same
+/// way; its first tag that passes the tag rules (1–3 words, no size), normalised, is the name.
+/// `Ok(Err(reason))` when no usable name came (the caller keeps its own); `Err` when the
+/// server refuses every request.
+pub async fn name_cluster(
+    client: &ChatClient,
+    good_type: &str,
+    members: &[String],
+) -> Result<Result<String, String>, CurationError> {
+    let list: Vec<String> = members.iter().map(|m| format!("- {m}")).collect();
+    let message = format!(
+        "These customer-review tags of the product type {good_type} mean nearly the same \
+         thing:\n{}\n\nGive one short tag (1–3 words, in Russian, about the same concrete \
+         property) that names them all. Answer with JSON only: {{\"tags\": [\"<name>\"]}}",
+        list.join("\n")
+    );
+    let mut attempts = 0;
+    match ask(client, &message, &mut attempts).await {
+        Ok(tags) => Ok(tags
+            .iter()
+            .find_map(|t| {
+                crate::validate::check_tag(t)
+                    .ok()
+                    .map(|(_, normalized)| normalized)
+            })
+            .ok_or_else(|| format!("no usable name in {tags:?}"))),
+        Err(ChunkError::Failed(reason)) => Ok(Err(reason)),
+        Err(ChunkError::Fatal(reason)) => Err(CurationError::Server {
+            url: client.url().to_owned(),
+            reason,
+        }),
+    }
+}
+
 /// Merges the validated answers of a product's chunks: a tag counts once per chunk that
 /// names it (by normalised form, the first spelling kept); tags are ordered by that count,
 /// then by first appearance. A tag `не X` and a tag `X` contradict each other: the one

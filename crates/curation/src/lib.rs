@@ -7,16 +7,30 @@
 //! 2. **pooling** ([`pool`]): the raw tags of each good type, normalised, with their
 //!    frequencies (the `tag_pulls_raw.csv` step).
 //!
-//! Consolidation (clustering the pool), mapping onto the etalon pools and the label audit
-//! come later. The runtime (`lamoda-inference`, `lamoda-server`) never links this crate.
+//! 3. **consolidation** ([`consolidate`]): each good type's pool clustered by embedding
+//!    similarity (average linkage, cosine threshold), each cluster merged into one tag (the
+//!    `tag_mappings.csv` step);
+//! 4. **mapping** ([`map`]): each product's raw tags onto its category's etalon pool by
+//!    cosine with a threshold and top-k, into a human-editable file and from it training
+//!    files in the `labeled/` layout; agreement with reference labels;
+//! 5. **the audit** ([`audit`]): likely label errors by confident learning on out-of-fold
+//!    probabilities, near-duplicate and contradictory tags, tags too rare to learn.
+//!
+//! Embeddings come from the base model (`lamoda-model`) through [`embed`], cached on disk
+//! by the weights' sha256. The runtime (`lamoda-inference`, `lamoda-server`) never links
+//! this crate.
 //!
 //! Errors are typed ([`CurationError`]) and name the file, line, field and value at fault.
 
 mod answer;
+pub mod audit;
 mod chunk;
 mod client;
+pub mod consolidate;
+pub mod embed;
 mod error;
 pub mod label;
+pub mod map;
 mod normalize;
 pub mod pool;
 mod prompt;
@@ -30,9 +44,13 @@ pub use chunk::{
 };
 pub use client::{ChatClient, ChatConfig};
 pub use error::CurationError;
-pub use label::{LabelOptions, LabelProgress, LabelSummary, label_products, record_key};
+pub use label::{
+    LabelOptions, LabelProgress, LabelSummary, label_products, name_cluster, record_key,
+};
 pub use normalize::{normalize_tag, tidy_tag};
-pub use pool::{Pool, PoolEntry, RawInput, RawTags, pool_tags, read_raw_tags, write_pool_csv};
+pub use pool::{
+    Pool, PoolEntry, RawInput, RawTags, pool_tags, read_pool_csv, read_raw_tags, write_pool_csv,
+};
 pub use prompt::Prompt;
 pub use store::{Loaded, Opened, Record, Rejected, Status, Store, read_store};
 pub use validate::{MAX_WORDS, Validated, check_tag, size_reason, validate_tags};

@@ -184,6 +184,78 @@ pub fn write_pool_csv(path: &Path, pool: &Pool) -> Result<(), CurationError> {
     writer.flush().map_err(io)
 }
 
+/// Reads a pool written by [`write_pool_csv`] (`good_type,tag,frequency,variants`; the
+/// `variants` column may be left out). Tags are normalised again; products per good type
+/// are unknown there and left empty.
+pub fn read_pool_csv(path: &Path) -> Result<Pool, CurationError> {
+    let bytes = std::fs::read(path).map_err(|source| CurationError::Io {
+        path: path.to_owned(),
+        action: "cannot read the pool",
+        source,
+    })?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut reader = csv::Reader::from_reader(bytes);
+    let csv_error = |e: csv::Error| CurationError::Csv {
+        path: path.to_owned(),
+        line: e.position().map_or(0, |p| p.line() as usize),
+        reason: e.to_string(),
+    };
+    let headers = reader.headers().map_err(csv_error)?.clone();
+    let expected = "good_type, tag, frequency";
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| CurationError::MissingColumn {
+                path: path.to_owned(),
+                column: name.to_owned(),
+                expected: expected.to_owned(),
+            })
+    };
+    let (gt, tg, fq) = (column("good_type")?, column("tag")?, column("frequency")?);
+    let vr = headers.iter().position(|h| h.trim() == "variants");
+    let mut pool = Pool::default();
+    for (n, record) in reader.records().enumerate() {
+        let record = record.map_err(csv_error)?;
+        let line = n + 1;
+        let get = |i: usize| record.get(i).unwrap_or("").trim();
+        let bad = |field: &str, reason: &str, value: &str| CurationError::BadValue {
+            path: path.to_owned(),
+            line,
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+            value: crate::error::excerpt(value),
+        };
+        let tag = normalize_tag(get(tg));
+        if tag.is_empty() {
+            return Err(bad("tag", "empty after normalisation", get(tg)));
+        }
+        if get(gt).is_empty() {
+            return Err(bad("good_type", "empty", ""));
+        }
+        let frequency: usize = get(fq)
+            .parse()
+            .map_err(|_| bad("frequency", "expected a whole number", get(fq)))?;
+        let variants = vr
+            .map(|i| {
+                get(i)
+                    .split("; ")
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        pool.entries.push(PoolEntry {
+            good_type: get(gt).to_owned(),
+            tag,
+            frequency,
+            variants,
+        });
+    }
+    Ok(pool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +328,7 @@ mod tests {
             text,
             "good_type,tag,frequency,variants\nShoes,легкие,1,Легкие\nShoes,легкие удобные,1,\"лёгкие, удобные\"\n"
         );
+        let back = read_pool_csv(&path).expect("read back");
+        assert_eq!(back.entries, pool.entries);
     }
 }
