@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chat_server::{ChatServer, Reply};
 use lamoda_curation::{
     ChatClient, ChatConfig, LabelOptions, LabelSummary, Prompt, Record, Status,
-    estimate_review_tokens, label_products, read_store,
+    estimate_review_tokens, label_products, name_cluster, read_store,
 };
 use lamoda_data::Product;
 
@@ -512,4 +512,50 @@ async fn reruns_skip_done_products_and_redo_failures_on_request() {
     assert_eq!((fourth.summary.progress.ok, fourth.summary.redone), (3, 3));
     assert_eq!(fourth.records.len(), 3);
     assert!(fourth.records.values().all(|r| r.model == "other-model"));
+}
+
+/// Consolidation's cluster names: a fenced answer gives the first tag that passes the tag
+/// rules; a size word is skipped; an answer that stays malformed leaves the cluster
+/// unnamed with the reason; a 401 is an error of the whole step.
+#[tokio::test]
+async fn clusters_are_named_from_the_first_usable_tag() {
+    let server = ChatServer::start(|request| {
+        if request.prompt.contains("мягкая кожа") {
+            Reply::Content("```json\n{\"tags\": [\"42 размер\", \"Мягкая кожа\"]}\n```".into())
+        } else if request.prompt.contains("не жмет") {
+            Reply::Content("the tags are: не жмет".into())
+        } else {
+            Reply::Status(401, Vec::new(), "{\"error\": \"bad key\"}".into())
+        }
+    });
+    let client = ChatClient::new(config(&server.base_url())).expect("client");
+    let members = |tags: &[&str]| tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+
+    let named = name_cluster(&client, "Shoes", &members(&["мягкая кожа", "кожа мягкая"]))
+        .await
+        .expect("the server answers");
+    assert_eq!(named, Ok("мягкая кожа".to_owned()));
+    let first = &server.requests()[0];
+    assert!(
+        first.prompt.contains("Shoes") && first.prompt.contains("- кожа мягкая"),
+        "{}",
+        first.prompt
+    );
+
+    let before = server.count();
+    let unnamed = name_cluster(&client, "Shoes", &members(&["не жмет", "не давит"]))
+        .await
+        .expect("the server answers");
+    let reason = unnamed.expect_err("a malformed answer gives no name");
+    assert!(!reason.is_empty());
+    assert_eq!(
+        server.count() - before,
+        3,
+        "a malformed answer is asked again (max_retries 2)"
+    );
+
+    let err = name_cluster(&client, "Shoes", &members(&["теплые", "греют"]))
+        .await
+        .expect_err("401 is an error");
+    assert!(err.to_string().contains("401"), "{err}");
 }
