@@ -568,6 +568,16 @@ async fn health_is_503_until_the_model_is_loaded() {
         assert_eq!(r.status(), 503);
         assert_eq!(r.json::<Value>().await.expect("json")["status"], "loading");
     }
+    // The server stops by itself once the load has failed; a stop sent before that would
+    // win the race and end it cleanly, so wait for it to go away first.
+    let gone = async {
+        while client.get(format!("{url}/health")).send().await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), gone)
+        .await
+        .expect("the server stops by itself after the failed load");
     let err = server.stop().await.expect_err("the load fails");
     assert!(err.to_string().contains("missing"), "{err}");
 }
