@@ -81,11 +81,42 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// What a figure counts; in the JSON as `tokens/s`, `products/s` or `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum Unit {
+    #[serde(rename = "tokens/s")]
+    TokensPerSecond,
+    #[serde(rename = "products/s")]
+    ProductsPerSecond,
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+impl Unit {
+    /// How much faster `ours` is than `torch`: the rate ratio, or the time ratio
+    /// PyTorch/ours for seconds (above 1 is faster than PyTorch either way).
+    fn speedup(self, ours: f64, torch: f64) -> f64 {
+        match self {
+            Unit::Seconds => torch / ours,
+            Unit::TokensPerSecond | Unit::ProductsPerSecond => ours / torch,
+        }
+    }
+
+    /// `v` for the table.
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Seconds if v < 10.0 => format!("{v:.3} s"),
+            Unit::Seconds => format!("{v:.1} s"),
+            Unit::TokensPerSecond | Unit::ProductsPerSecond => format!("{v:.1}"),
+        }
+    }
+}
+
 /// One figure, ours beside PyTorch's.
 #[derive(Debug, Serialize)]
 struct Figure {
     what: &'static str,
-    unit: &'static str,
+    unit: Unit,
     ours: f64,
     ours_runs: Vec<f64>,
     torch: Option<f64>,
@@ -263,7 +294,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut figures = vec![
         Figure {
             what: "(a) frozen encoder, real tokens/s",
-            unit: "tokens/s",
+            unit: Unit::TokensPerSecond,
             ours: median(&enc_rates),
             torch: torch.as_ref().map(|t| tokens as f64 / t.encode_seconds),
             speedup_vs_torch: None,
@@ -272,7 +303,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         Figure {
             what: "(b) tagger end to end, products/s",
-            unit: "products/s",
+            unit: Unit::ProductsPerSecond,
             ours: median(&tag_rates),
             ours_runs: tag_rates,
             torch: None,
@@ -281,7 +312,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         Figure {
             what: "(c) one LoRA training step",
-            unit: "s",
+            unit: Unit::Seconds,
             ours: median(&steps.step_seconds),
             ours_runs: steps.step_seconds.clone(),
             torch: None,
@@ -290,7 +321,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         Figure {
             what: "(d) cache pass, s per 1,000 reviews",
-            unit: "s",
+            unit: Unit::Seconds,
             ours: median(&cache_per_1000),
             torch: torch.as_ref().map(|t| per_1000(t.cache_seconds)),
             speedup_vs_torch: None,
@@ -302,10 +333,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
     ];
     for f in &mut figures {
-        f.speedup_vs_torch = f.torch.map(|t| match f.unit {
-            "s" => t / f.ours,
-            _ => f.ours / t,
-        });
+        f.speedup_vs_torch = f.torch.map(|t| f.unit.speedup(f.ours, t));
     }
     let report = Report {
         sample: Sample {
@@ -590,17 +618,12 @@ fn table(r: &Report) -> String {
             "", "ours", "PyTorch", "ours/PyTorch", "of peak"
         ),
     ];
-    let num = |v: f64, unit: &str| match unit {
-        "s" if v < 10.0 => format!("{v:.3} s"),
-        "s" => format!("{v:.1} s"),
-        _ => format!("{v:.1}"),
-    };
     for f in &r.figures {
         out.push(format!(
             "{:<40} {:>12} {:>12} {:>14} {:>12}",
             f.what,
-            num(f.ours, f.unit),
-            f.torch.map_or("—".into(), |t| num(t, f.unit)),
+            f.unit.show(f.ours),
+            f.torch.map_or("—".into(), |t| f.unit.show(t)),
             f.speedup_vs_torch.map_or("—".into(), |x| format!("{x:.2}")),
             f.fraction_of_peak
                 .map_or("—".into(), |x| format!("{:.0}%", 100.0 * x)),

@@ -49,8 +49,8 @@ pub struct TrainArgs {
     /// as the cache of a full training run).
     #[arg(long, alias = "thresholds-only", conflicts_with_all = ["resume", "epochs"])]
     keep_encoder: bool,
-    /// Categories trained at the same time (each with its own copy of the base). Burn's
-    /// CPU kernels keep about 1.4 of 2 cores busy, so two jobs use the machine fully.
+    /// Categories trained at the same time, each with its own copy of the base and its
+    /// share of the cores (on 2 cores, two jobs of one thread each are the fastest).
     #[arg(long, default_value_t = 2, value_name = "N")]
     jobs: usize,
     #[command(flatten)]
@@ -198,35 +198,20 @@ fn in_parallel<J: Send>(
     work: impl Fn(&lamoda_model::LoadedBase, J) -> anyhow::Result<String> + Sync,
 ) -> anyhow::Result<Vec<String>> {
     let queue = std::sync::Mutex::new(jobs.into_iter());
+    // Each worker computes in a thread pool of its own, its share of the cores: two
+    // one-thread workers keep 2 cores busier than two workers sharing one pool of 2
+    // (docs/experiments.md §14).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = (cores / n_jobs).max(1);
     let results: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..n_jobs)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<Vec<String>> {
-                    let device = lamoda_model::default_device();
-                    let base = lamoda_model::load_hf_dir(base_dir, &device)?;
-                    let mut lines = Vec::new();
-                    loop {
-                        let next = queue
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("a job failed"))?
-                            .next();
-                        let Some(job) = next else {
-                            break;
-                        };
-                        match work(&base, job) {
-                            Ok(line) => {
-                                eprintln!("{line}");
-                                lines.push(line);
-                            }
-                            Err(e) => {
-                                if let Ok(mut rest) = queue.lock() {
-                                    rest.by_ref().for_each(drop);
-                                }
-                                return Err(e);
-                            }
-                        }
-                    }
-                    Ok(lines)
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .context("starting a worker's thread pool")?;
+                    pool.install(|| worker(base_dir, &queue, &work))
                 })
             })
             .collect();
@@ -241,6 +226,40 @@ fn in_parallel<J: Send>(
     let mut lines = Vec::new();
     for r in results {
         lines.extend(r?);
+    }
+    Ok(lines)
+}
+
+/// One worker of [`in_parallel`]: load the base, then take jobs from `queue` until it is
+/// empty or a job fails (then the jobs not started are dropped, so the others stop too).
+fn worker<J>(
+    base_dir: &std::path::Path,
+    queue: &std::sync::Mutex<std::vec::IntoIter<J>>,
+    work: &(impl Fn(&lamoda_model::LoadedBase, J) -> anyhow::Result<String> + Sync),
+) -> anyhow::Result<Vec<String>> {
+    let device = lamoda_model::default_device();
+    let base = lamoda_model::load_hf_dir(base_dir, &device)?;
+    let mut lines = Vec::new();
+    loop {
+        let next = queue
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a job failed"))?
+            .next();
+        let Some(job) = next else {
+            break;
+        };
+        match work(&base, job) {
+            Ok(line) => {
+                eprintln!("{line}");
+                lines.push(line);
+            }
+            Err(e) => {
+                if let Ok(mut rest) = queue.lock() {
+                    rest.by_ref().for_each(drop);
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(lines)
 }

@@ -15,21 +15,9 @@ fn data() -> PathBuf {
         .unwrap_or_else(|| root().join("../shared/lamoda"))
 }
 
+/// The base the commands load (the project's `models/e5-small`), or a SKIP.
 fn has_base(test: &str) -> bool {
-    let dir = root().join("models/e5-small");
-    if dir.join("config.json").is_file() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("LAMODA_REQUIRE_BASE").is_none(),
-        "LAMODA_REQUIRE_BASE is set but there is no base at {}",
-        dir.display()
-    );
-    eprintln!(
-        "SKIP {test}: no base at {} (run `cargo xtask fetch-base e5-small`)",
-        dir.display()
-    );
-    false
+    lamoda_testkit::has_real_base(&root().join("models/e5-small"), test)
 }
 
 fn xtask(args: &[&str], cache: &Path) -> Output {

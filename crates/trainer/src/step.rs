@@ -1,32 +1,22 @@
 //! The pieces of one optimisation step: the loss, the learning-rate schedule, and the
 //! review statistics the head is standardised with.
 
-use lamoda_inference::forward::{FeatureCache, packed_review_vectors};
-use lamoda_model::PackedEncoder;
+use lamoda_inference::frozen::ProductVectors;
 use lamoda_model::burn::tensor::Tensor;
 use lamoda_model::burn::tensor::activation::sigmoid;
 
-use crate::error::TrainError;
 use crate::moments::Moments;
 use crate::train_config::{Loss, TrainConfig};
 
-/// Per-dimension mean and standard deviation of the review vectors of `products`, computed
-/// after `encoder`'s layers above the cache, in chunks, on the packed fast path (for the
-/// head's standardisation).
-pub fn review_statistics(
-    encoder: &PackedEncoder,
-    cache: &FeatureCache,
-    products: &[usize],
-) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
-    let h = cache.hidden;
-    let mut moments = Moments::new(h);
-    for chunk in products.chunks(64) {
-        let (vectors, _) = packed_review_vectors(encoder, cache, chunk);
-        for row in vectors.chunks(h) {
-            moments.add(row);
-        }
+/// Per-dimension mean and standard deviation of every review vector of `products` (the
+/// base's own vectors of the training rows, for the head's standardisation), summed in
+/// product order, each product's reviews in their order.
+pub fn review_statistics(products: &[ProductVectors], hidden: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut moments = Moments::new(hidden);
+    for review in products.iter().flatten() {
+        moments.add(review);
     }
-    Ok((moments.mean(), moments.std(0.0)))
+    (moments.mean(), moments.std(0.0))
 }
 
 /// The configured loss of `logits` against 0/1 `targets`, averaged over products × tags.

@@ -128,23 +128,10 @@ pub fn train_category(
             n_dev: s.dev.len(),
         });
     }
-    let n_tags = pool.len();
-    let targets_of = |row: &ReviewStack| -> Result<Vec<f32>, TrainError> {
-        let mut t = vec![0f32; n_tags];
-        for tag in &row.tags {
-            let i = pool.index_of(tag).ok_or_else(|| TrainError::UnknownTag {
-                row: row.row,
-                tag: tag.clone(),
-                category: category.clone(),
-            })?;
-            t[i] = 1.0;
-        }
-        Ok(t)
-    };
     let train_targets: Vec<Vec<f32>> = s
         .train
         .iter()
-        .map(|&i| targets_of(&rows[i]))
+        .map(|&i| targets_of(pool, &rows[i]))
         .collect::<Result<_, _>>()?;
     let train_rows: Vec<&ReviewStack> = s.train.iter().map(|&i| &rows[i]).collect();
     let dev_rows: Vec<&ReviewStack> = s.dev.iter().map(|&i| &rows[i]).collect();
@@ -178,15 +165,29 @@ pub fn train_category(
     }
     let train_idx: Vec<usize> = (0..s.train.len()).collect();
     let dev_idx: Vec<usize> = (s.train.len()..stacks.len()).collect();
-
     let dir = out.join(&category);
     let ckpt = dir.join(CHECKPOINT_DIR);
     std::fs::create_dir_all(&ckpt).map_err(io_err(&ckpt))?;
+    let ckpt_state_path = ckpt.join(CHECKPOINT_STATE_FILE);
+    let resuming = resume && ckpt_state_path.is_file();
+    // The base's own review vectors (its top layers over the cache, LoRA absent), computed
+    // once: a fresh run standardises the head with the training rows', and the lexical
+    // branch's frozen view reads every row's.
+    let frozen_view = matches!(&config.lexical, Some(lexical) if lexical.frozen_view);
+    let base_vectors = if frozen_view {
+        let all: Vec<usize> = (0..stacks.len()).collect();
+        Some(frozen_review_vectors(&base.packed, &cache, &all)?)
+    } else if !resuming {
+        Some(frozen_review_vectors(&base.packed, &cache, &train_idx)?)
+    } else {
+        None
+    };
+
+    let n_tags = pool.len();
     let heads = vec![HeadSpec {
         name: category.clone(),
         tags: pool.tags.clone(),
     }];
-    let ckpt_state_path = ckpt.join(CHECKPOINT_STATE_FILE);
     let mut state = CheckpointState {
         epochs_done: 0,
         best_epoch: 0,
@@ -194,7 +195,7 @@ pub fn train_category(
         history: Vec::new(),
     };
     ad.seed(config.seed);
-    let mut model = if resume && ckpt_state_path.is_file() {
+    let mut model = if resuming {
         state = read_json(&ckpt_state_path)?;
         let (model, _) =
             TagModel::load_adapter(&ckpt, base.encoder.clone().to_device(&ad), &base.info, &ad)?;
@@ -204,7 +205,8 @@ pub fn train_category(
         let mut model = TagModel::new(base.encoder.clone().to_device(&ad), lora, heads, &ad)?;
         // Standardise the head's input with the training reviews' statistics under the
         // initial adapter (LoRA starts as the identity, so this is the base's output).
-        let (mean, std) = review_statistics(&base.packed, &cache, &train_idx)?;
+        let train_vectors = base_vectors.as_deref().and_then(|v| v.get(..s.train.len()));
+        let (mean, std) = review_statistics(train_vectors.unwrap_or_default(), cache.hidden);
         model.heads[0].set_standardisation(
             Tensor::<1>::from_data(TensorData::new(mean, [cache.hidden]), &ad),
             Tensor::<1>::from_data(TensorData::new(std, [cache.hidden]), &ad),
@@ -225,6 +227,8 @@ pub fn train_category(
         }
         model
     };
+    // The best epoch's model and its dev probabilities (those computed when it was chosen).
+    let mut best_probs: Option<Vec<Vec<f32>>> = None;
     let mut best: Option<TagModel> = if state.best_epoch > 0 {
         let (m, _) = TagModel::load_adapter(&dir, frozen.clone(), &base.info, &plain)?;
         Some(m)
@@ -298,6 +302,7 @@ pub fn train_category(
             state.best_epoch = epoch;
             eval_model.save_adapter(&dir, &base.info)?;
             best = Some(eval_model);
+            best_probs = Some(probs);
         }
         model.save_adapter(&ckpt, &base.info)?;
         write_json(&ckpt_state_path, &state)?;
@@ -311,15 +316,11 @@ pub fn train_category(
         Some(b) => b,
         None => model.valid(),
     };
-    let best_probs = dev_probabilities(&best)?;
-    let vectors = match &config.lexical {
-        Some(lexical) if lexical.frozen_view => {
-            let all: Vec<usize> = (0..stacks.len()).collect();
-            Some(frozen_review_vectors(&base.packed, &cache, &all)?)
-        }
-        _ => None,
+    let best_probs = match best_probs {
+        Some(probs) => probs,
+        None => dev_probabilities(&best)?,
     };
-    let frozen_vectors = vectors.as_ref().map(|v| {
+    let frozen_vectors = base_vectors.as_ref().filter(|_| frozen_view).map(|v| {
         let (train, dev) = v.split_at(s.train.len());
         FrozenVectors { train, dev }
     });
@@ -332,6 +333,12 @@ pub fn train_category(
         frozen_vectors,
         config,
     )?;
+    if let (true, Some(branches)) = (progress.lines(), &finished.branches) {
+        eprintln!(
+            "{category}: lexical branch fitted in {:.1} s ({} features)",
+            branches.lexical_seconds, branches.vocabulary
+        );
+    }
     let metrics = TrainMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
@@ -451,16 +458,8 @@ pub fn bench_steps(
     }
     let targets: Vec<Vec<f32>> = rows
         .iter()
-        .map(|row| {
-            let mut t = vec![0f32; pool.len()];
-            for tag in &row.tags {
-                if let Some(i) = pool.index_of(tag) {
-                    t[i] = 1.0;
-                }
-            }
-            t
-        })
-        .collect();
+        .map(|row| targets_of(pool, row))
+        .collect::<Result<_, _>>()?;
     let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
     let ids = tokenize_stacks(&base.tokenizer, &stacks, &config.runtime())?;
     let lora = config.lora_config(n_layers);
@@ -507,6 +506,21 @@ pub fn bench_steps(
         batch_size: config.batch_size,
         step_seconds,
     })
+}
+
+/// `row`'s tags as 0/1 targets in `pool` order; a tag outside the pool is an error naming
+/// the row.
+fn targets_of(pool: &EtalonPool, row: &ReviewStack) -> Result<Vec<f32>, TrainError> {
+    let mut t = vec![0f32; pool.len()];
+    for tag in &row.tags {
+        let i = pool.index_of(tag).ok_or_else(|| TrainError::UnknownTag {
+            row: row.row,
+            tag: tag.clone(),
+            category: pool.category.name().to_string(),
+        })?;
+        t[i] = 1.0;
+    }
+    Ok(t)
 }
 
 fn check_head(model: &TagModel, pool: &EtalonPool, dir: &Path) -> Result<(), TrainError> {
