@@ -29,7 +29,7 @@ use lamoda_inference::forward::{FeatureCache, tokenize_stacks};
 use lamoda_inference::{Request, RuntimeSettings, Tagger};
 use lamoda_trainer::{TrainConfig, bench_steps};
 
-use crate::common::{DataRootArgs, emit, project};
+use crate::common::{DataRootArgs, emit, project, rerun_release};
 
 /// What the PyTorch side needs besides Python itself.
 const TORCH_PACKAGES: &[&str] = &["torch", "numpy", "safetensors"];
@@ -162,7 +162,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--repeats, --threads, --batch and --products must be at least 1");
     }
     if cfg!(debug_assertions) {
-        return rerun_release();
+        return rerun_release("bench");
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -366,24 +366,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         emit(&table(&report))?;
     }
     Ok(())
-}
-
-/// `cargo xtask` is a dev build: run the same command line again from a release build.
-fn rerun_release() -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: building and running the release xtask");
-    let status = Command::new(cargo)
-        .current_dir(project().root())
-        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
-        .args(std::env::args_os().skip(1))
-        .status()
-        .context("cannot run cargo")?;
-    // The release run printed its own figures or its one error line.
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(code) => std::process::exit(code),
-        None => bail!("the release bench was stopped ({status})"),
-    }
 }
 
 /// Seconds of each of `repeats` runs of `f`, after one untimed warm-up run.

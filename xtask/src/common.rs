@@ -149,6 +149,27 @@ pub fn make_venv(venv: &Path, packages: &[&str], needed_for: &str) -> anyhow::Re
     Ok(())
 }
 
+/// `cargo xtask` is a dev build, in which the encoder's passes run about 3× slower than in
+/// release (bags' training cache: 39.7 s against 9.4 s; docs/experiments.md §14): run the
+/// same command line again from a release build, and exit with its status. `command`
+/// names it in the one line printed.
+pub fn rerun_release(command: &str) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("{command}: building and running the release xtask");
+    let status = std::process::Command::new(cargo)
+        .current_dir(project().root())
+        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+        .args(std::env::args_os().skip(1))
+        .status()
+        .context("cannot run cargo")?;
+    // The release run printed its own output or its one error line.
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("the release {command} was stopped ({status})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

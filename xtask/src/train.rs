@@ -59,6 +59,9 @@ pub struct TrainArgs {
 
 /// Runs `cargo xtask train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        return crate::common::rerun_release("train");
+    }
     let project = project();
     let data = args.train_data.resolve()?;
     let categories = match (args.category, args.all) {

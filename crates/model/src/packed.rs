@@ -472,17 +472,20 @@ fn attend(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
     }
 }
 
-/// Softmax of each `width`-wide row of `x` in place.
+/// Softmax of each `width`-wide row of `x` in place, in three passes that each
+/// vectorise: the rows' maxima subtracted, `exp` over the whole matrix at once (rows of
+/// ~17 scores would leave most of a 16-lane vector to a scalar tail), then each row
+/// scaled by its sum. (One loop with the running sum inside kept `exp` scalar: the sum's
+/// order is fixed, so the compiler cannot split it into lanes.)
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn softmax_rows(x: &mut [f32], width: usize) {
     for r in x.chunks_exact_mut(width) {
-        let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in r.iter_mut() {
-            *v = exp_nonpositive(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        let max = lane_max(r);
+        r.iter_mut().for_each(|v| *v -= max);
+    }
+    x.iter_mut().for_each(|v| *v = exp_nonpositive(*v));
+    for r in x.chunks_exact_mut(width) {
+        let inv = 1.0 / lane_sum(r, |v| v);
         r.iter_mut().for_each(|v| *v *= inv);
     }
 }
@@ -644,6 +647,24 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The largest element of `x` (−∞ when empty), in sixteen lanes.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for l in 0..16 {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    lanes.iter().copied().fold(tail, f32::max)
+}
+
 /// `eˣ` for `x ≤ 0` (what softmax needs after subtracting the row's maximum) in plain
 /// arithmetic, so a loop over it vectorises: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a
 /// degree-6 polynomial for `eʳ` (Cephes' `expf` coefficients), times `2ⁿ` built from its
@@ -729,6 +750,32 @@ mod tests {
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert_eq!(exp_nonpositive(-200.0), 0.0);
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn softmax_matches_f64() {
+        // Widths around the 16 lanes (tails of every size), values far apart and close.
+        for width in [1, 2, 15, 16, 17, 33, 64] {
+            let x: Vec<f32> = (0..width * 5)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * if i % 3 == 0 { 0.9 } else { 0.05 })
+                .collect();
+            let mut ours = x.clone();
+            softmax_rows(&mut ours, width);
+            for (r, o) in x.chunks(width).zip(ours.chunks(width)) {
+                let max = r
+                    .iter()
+                    .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+                let e: Vec<f64> = r.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (o, e) in o.iter().zip(&e) {
+                    let want = e / sum;
+                    assert!(
+                        (f64::from(*o) - want).abs() <= 1e-6 * want + 1e-9,
+                        "width {width}: {o} against {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
