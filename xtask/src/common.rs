@@ -149,8 +149,8 @@ pub fn make_venv(venv: &Path, packages: &[&str], needed_for: &str) -> anyhow::Re
     Ok(())
 }
 
-/// `cargo xtask` is a dev build, in which the encoder's passes run about 4× slower than in
-/// release (bags' training cache: 39.7 s against 9.4 s; docs/experiments.md §14): run the
+/// `cargo xtask` is a dev build, slower than release for the encoder's passes (bags'
+/// training cache was 39.7 s against 9.4 s; docs/experiments.md §14): run the
 /// same command line again from a release build, and exit with its status. `command`
 /// names it in the one line printed.
 pub fn rerun_release(command: &str) -> anyhow::Result<()> {
