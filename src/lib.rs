@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use lamoda_data::{
-    Category, DataError, EtalonPool, LabeledSet, Routing, SplitConfig, UnknownTagPolicy,
-    load_labeled,
+    CarefulSet, Category, DataError, EtalonPool, LabeledSet, Routing, SplitConfig,
+    UnknownTagPolicy, load_careful, load_labeled,
 };
 
 /// The environment variable that names the data directory (same layout as
@@ -81,6 +81,22 @@ impl Project {
         self.root.join("configs").join("split.toml")
     }
 
+    /// `configs/careful.toml`: the careful dev split.
+    pub fn careful_split_path(&self) -> PathBuf {
+        self.root.join("configs").join("careful.toml")
+    }
+
+    /// The careful dev split's configuration (fold `dev_fold` of the careful products),
+    /// validated.
+    pub fn careful_split(&self) -> Result<SplitConfig, ProjectError> {
+        let path = self.careful_split_path();
+        let config: SplitConfig = lamoda_data::read_toml(&path)?;
+        config
+            .validate()
+            .map_err(|reason| ProjectError::Split { path, reason })?;
+        Ok(config)
+    }
+
     /// The routing table.
     pub fn routing(&self) -> Result<Routing, ProjectError> {
         Ok(Routing::load(&self.routing_path())?)
@@ -152,6 +168,46 @@ impl DataDir {
             Some(pool),
             policy,
         )?)
+    }
+
+    /// `careful/<category>.jsonl`.
+    pub fn careful_path(&self, category: Category) -> PathBuf {
+        CarefulSet::path_in(&self.root, category)
+    }
+
+    /// A category's careful labels, checked against its labeled file and `pool`; `None`
+    /// when the directory has no `careful/<category>.jsonl`.
+    pub fn careful(
+        &self,
+        category: Category,
+        pool: &EtalonPool,
+    ) -> Result<Option<CarefulSet>, ProjectError> {
+        let path = self.careful_path(category);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(load_careful(
+            &path,
+            &self.labeled_path(category),
+            category,
+            pool,
+        )?))
+    }
+
+    /// The rows adapters are fitted and chosen on: every labeled row of the category
+    /// except the carefully labelled ones (which the careful calibration fits on and the
+    /// careful dev split scores, so the adapters must never have seen them).
+    pub fn fitting_rows(
+        &self,
+        category: Category,
+        pool: &EtalonPool,
+    ) -> Result<LabeledSet, ProjectError> {
+        let mut set = self.labeled(category, pool, UnknownTagPolicy::Error)?;
+        if let Some(careful) = self.careful(category, pool)? {
+            let held = careful.rows();
+            set.rows.retain(|r| !held.contains(&r.row));
+        }
+        Ok(set)
     }
 }
 

@@ -151,3 +151,50 @@ fn prior_matches_an_independent_count() {
         );
     }
 }
+
+/// The careful labels join their rows (the text hashes match), respect the exclusive
+/// groups, split 25 % to dev, and no careful product is an adapter's fitting row.
+#[test]
+fn careful_labels_join_split_and_stay_out_of_fitting() {
+    let project = Project::at(env!("CARGO_MANIFEST_DIR"));
+    let data = data();
+    let split = project.careful_split().expect("configs/careful.toml");
+    let mut total = 0;
+    for category in Category::ALL {
+        let pool = project.pool(category).expect("pool");
+        let careful = data
+            .careful(category, &pool)
+            .expect("careful labels load")
+            .expect("careful labels present");
+        total += careful.labels.len();
+        let groups = pool.group_of();
+        for label in &careful.labels {
+            let mut used = std::collections::BTreeSet::new();
+            for tag in &label.tags {
+                if let Some(g) = pool.index_of(tag).and_then(|i| groups[i]) {
+                    assert!(
+                        used.insert(g),
+                        "{category} row {}: two tags of one group",
+                        label.row
+                    );
+                }
+            }
+            assert!(label.tags.len() <= 6);
+        }
+        let s = lamoda_data::careful_split(&careful.labels, &split);
+        assert_eq!(s.dev.len() + s.train.len(), careful.labels.len());
+        assert!(
+            (79..=81).contains(&s.dev.len()),
+            "{category}: {} dev",
+            s.dev.len()
+        );
+        let fitting = data.fitting_rows(category, &pool).expect("fitting rows");
+        let held = careful.rows();
+        assert!(fitting.rows.iter().all(|r| !held.contains(&r.row)));
+        let all = data
+            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .expect("labeled");
+        assert_eq!(fitting.rows.len() + held.len(), all.rows.len());
+    }
+    assert_eq!(total, 1_599);
+}

@@ -521,3 +521,92 @@ fn each_review_is_scored_as_a_product_of_itself_and_mentions_count_them() {
             .is_err()
     );
 }
+
+/// A careful calibration that passes the adapter's logit through, shifted by `tag_bias`.
+fn careful_json(tags: &[&str], tag_bias: &[f32], threshold: f32) -> serde_json::Value {
+    serde_json::json!({
+        "format": lamoda_inference::careful::CAREFUL_FORMAT,
+        "tags": tags,
+        "features": lamoda_inference::careful::FEATURES,
+        "review_threshold": 0.5,
+        "weights": [1.0, 0.0, 0.0, 0.0, 0.0],
+        "bias": 0.0,
+        "tag_bias": tag_bias,
+        "tag_slope": vec![0.0; tags.len()],
+        "threshold": threshold,
+        "min_mentions": 0,
+        "min_tags": 0,
+        "fitted_on": 100,
+    })
+}
+
+#[test]
+fn a_careful_calibration_decides_what_is_shown_and_may_show_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_dir = dir.path().join("adapters");
+    let bags = pool(Category::Bags, &["b1", "b2", "b3"]);
+    let pools: BTreeMap<Category, EtalonPool> = [(Category::Bags, bags.clone())].into();
+    let base = tiny_base(&dir.path().join("a"));
+    write_fixed_adapter(&base, &model_dir, &bags, &[0.6, 0.3, 0.55], None).expect("adapter");
+    let tagger = load(base, &model_dir, &pools);
+    let plain = tagger
+        .predict(&[request("Bags", &["x", "y"])])
+        .expect("predict")
+        .remove(0);
+    assert_eq!(tags(&plain), ["b1", "b3"]);
+    assert!(!plain.calibrated);
+
+    // b1 is over-used by the noisy labels (−3), b2 under-used (+3).
+    let careful = model_dir.join("bags").join("careful.json");
+    let write = |value: serde_json::Value| {
+        std::fs::write(&careful, serde_json::to_string(&value).expect("json")).expect("write")
+    };
+    write(careful_json(&["b1", "b2", "b3"], &[-3.0, 3.0, 0.0], 0.5));
+    let tagger = load(tiny_base(&dir.path().join("b")), &model_dir, &pools);
+    assert_eq!(
+        tagger
+            .decoding(Category::Bags)
+            .map(|d| (d.threshold, d.min_tags)),
+        Some((0.5, 0))
+    );
+    let p = tagger
+        .predict(&[request("Bags", &["x", "y"])])
+        .expect("predict")
+        .remove(0);
+    assert!(p.calibrated);
+    assert_eq!(tags(&p), ["b2", "b3"]);
+    let sigmoid = |z: f32| 1.0 / (1.0 + (-z).exp());
+    let logit = |q: f32| (q / (1.0 - q)).ln();
+    assert!(
+        (p.tags[0].probability - sigmoid(logit(0.3) + 3.0)).abs() < 1e-3,
+        "{p:?}"
+    );
+    assert!((p.probabilities[0].probability - sigmoid(logit(0.6) - 3.0)).abs() < 1e-3);
+    // Support stays the reviews' own raw probabilities at the calibration's 0.5: b2's 0.3
+    // reviews support nothing, b3's 0.55 ones both do.
+    assert_eq!((p.tags[0].mentions, p.tags[1].mentions), (0, 2));
+    // A request's threshold applies to the calibrated probabilities.
+    let strict = DecodeOptions {
+        threshold: Some(0.8),
+        ..DecodeOptions::default()
+    };
+    let scores = tagger.score(&[request("Bags", &["x"])]).expect("score");
+    let p = tagger.decode(&scores[0], &strict).expect("decode");
+    assert_eq!(tags(&p), ["b2"]);
+
+    // Nothing a careful reader would agree with: no tag at all (min_tags 0).
+    write(careful_json(&["b1", "b2", "b3"], &[-9.0, -9.0, -9.0], 0.5));
+    let tagger = load(tiny_base(&dir.path().join("c")), &model_dir, &pools);
+    let p = tagger
+        .predict(&[request("Bags", &["x"])])
+        .expect("predict")
+        .remove(0);
+    assert!(p.tags.is_empty(), "{p:?}");
+
+    // A calibration for another pool is refused, naming the file.
+    write(careful_json(&["b1", "b2"], &[0.0, 0.0], 0.5));
+    let bundle = bundle(&tiny_base(&dir.path().join("d")), &model_dir, &pools);
+    let err = Tagger::load(tiny_base(&dir.path().join("e")), bundle).expect_err("2 tags for 3");
+    assert!(matches!(err, InferenceError::Careful { .. }), "{err:?}");
+    assert!(err.to_string().contains("careful.json"), "{err}");
+}

@@ -47,8 +47,22 @@ pub struct EvalArgs {
     /// micro-F1 per N beside the plain figure (N = 0).
     #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
     min_mentions: Vec<usize>,
+    /// Which labels to score against: `noisy`, the data set's own (`labeled/`, on the noisy
+    /// dev split), or `careful`, the careful labels (`careful/`, on the careful dev split,
+    /// beside the data set's labels of the same products and the prior).
+    #[arg(long, value_enum, default_value_t = Labels::Noisy)]
+    labels: Labels,
     #[command(flatten)]
     train_data: DataRootArgs,
+}
+
+/// The labels `eval` scores against.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    /// The data set's own labels.
+    Noisy,
+    /// The careful labels.
+    Careful,
 }
 
 /// One category's figures in the JSON report.
@@ -86,6 +100,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--k must be at least 1");
     }
     let project = project();
+    if args.labels == Labels::Careful {
+        return careful(&args);
+    }
     let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
     let model_dir = match args.model.as_deref() {
         Some("prior") => None,
@@ -118,7 +135,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     for category in categories {
         let pool = project.pool(category)?;
         let training = train
-            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .fitting_rows(category, &pool)
             .with_context(|| format!("training data of `{category}`"))?;
         let (prior, eval_set);
         let eval_rows: Vec<&ReviewStack> = match &eval_dir {
@@ -195,8 +212,57 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Metrics of `tagger`'s adapter of `pool.category` on `rows`, decoded the way `predict`
-/// decodes (saved per-tag thresholds, else 0.5). The bundle's pool must be `pool` (the
+/// `eval --labels careful`: every source's figures on the careful dev split.
+fn careful(args: &EvalArgs) -> anyhow::Result<()> {
+    use crate::careful::{CarefulRows, careful_dev, pooled, print_careful_table};
+    if args.data.is_some() || !args.min_mentions.is_empty() {
+        bail!(
+            "--labels careful scores the careful dev split of the data: drop --data and --min-mentions"
+        );
+    }
+    let project = project();
+    let data = args.train_data.resolve()?;
+    let split = project.careful_split()?;
+    let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
+    let model_dir = match args.model.as_deref() {
+        Some("prior") => bail!(
+            "--labels careful scores a bundle; the prior is in every row of its table already"
+        ),
+        Some(dir) => PathBuf::from(dir),
+        None => project.adapters_dir(),
+    };
+    let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
+    let categories = match args.category {
+        Some(c) => vec![c],
+        None => tagger.categories(),
+    };
+    let mut table = BTreeMap::new();
+    let mut parts = Vec::new();
+    for category in categories {
+        let pool = project.pool(category)?;
+        let rows = CarefulRows::load(&data, category, &pool, &split)?;
+        let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
+        table.insert(category, figures);
+        parts.push(part);
+    }
+    if args.json {
+        let all: BTreeMap<&str, crate::careful::Figures> = pooled(&parts).into_iter().collect();
+        let report = serde_json::json!({
+            "model": model_name,
+            "rows": "careful dev split; prior fitted on the careful training products",
+            "categories": table.iter().map(|(c, f)| (c.name(), f)).collect::<BTreeMap<_, _>>(),
+            "all": all,
+        });
+        emit(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_careful_table(&model_name, &table, &parts);
+    }
+    Ok(())
+}
+
+/// Metrics of `tagger`'s adapter of `pool.category` on `rows`, its own probabilities
+/// decoded as training chose (saved per-tag thresholds, else 0.5), before any careful
+/// calibration: the figure training records and `reproduce` checks. The bundle's pool must be `pool` (the
 /// project's), tag for tag; the time it takes is reported on stderr (with a progress bar
 /// on a terminal).
 pub fn tagger_metrics(
@@ -209,7 +275,7 @@ pub fn tagger_metrics(
     let (Some(adapter), Some(bundled), Some(decoding)) = (
         tagger.adapter(category),
         tagger.pool(category),
-        tagger.decoding(category),
+        tagger.raw_decoding(category),
     ) else {
         bail!(
             "{}: no `{category}` adapter in the bundle",

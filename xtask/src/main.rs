@@ -6,6 +6,8 @@
 mod base;
 mod bench;
 mod bundle;
+mod calibrate;
+mod careful;
 mod check;
 mod common;
 mod curation;
@@ -31,6 +33,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // Commands are added here, one variant each, dispatched in `main`.
+    /// Fit each adapter's careful calibration on the careful training products.
+    Calibrate(calibrate::CalibrateArgs),
     /// Evaluate a model (default: the frequency prior) per category, beside the prior.
     Eval(eval::EvalArgs),
     /// Validate the etalon pools against the training data, or regenerate them (--write).
@@ -79,6 +83,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Etalon(args) => etalon::run(args),
         Command::Check => check::run(),

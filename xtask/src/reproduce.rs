@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lamoda_data::{Category, UnknownTagPolicy, train_dev_split};
+use lamoda_data::{Category, train_dev_split};
 use lamoda_inference::Tagger;
-use lamoda_inference::format::{METRICS_FILE, THRESHOLDS_FILE};
+use lamoda_inference::format::{CAREFUL_FILE, METRICS_FILE, THRESHOLDS_FILE};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category};
 
+use crate::careful::{CarefulRows, Figures, careful_dev};
 use crate::common::{DataRootArgs, project};
 use crate::eval::tagger_metrics;
 
@@ -85,7 +86,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         let recorded = recorded_micro_f1(&dir)?;
         let pool = project.pool(category)?;
         let training = data
-            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .fitting_rows(category, &pool)
             .with_context(|| format!("training data of `{category}`"))?;
         let s = train_dev_split(&training.rows, &split);
         let dev: Vec<_> = s.dev.iter().map(|&i| &training.rows[i]).collect();
@@ -107,6 +108,38 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         }
     }
 
+    // The careful-dev figures of every calibrated adapter (careful.json), against the
+    // recorded ones.
+    let careful_split = project.careful_split()?;
+    for &category in &present {
+        let dir = model_dir.join(category.name());
+        let Some(recorded) = recorded_careful(&dir)? else {
+            continue;
+        };
+        let pool = project.pool(category)?;
+        let rows = CarefulRows::load(&data, category, &pool, &careful_split)?;
+        let t0 = Instant::now();
+        let (figures, _) = careful_dev(&tagger, &pool, &rows)?;
+        let m = figures.model;
+        let ok = (m.micro_f1 - recorded.micro_f1).abs() <= args.eval_tolerance
+            && (m.precision - recorded.precision).abs() <= args.eval_tolerance;
+        println!(
+            "careful {category:<8} careful-dev precision {:.4} (recorded {:.4}), micro-F1 {:.4} (recorded {:.4}) {} [{:.0} s]",
+            m.precision,
+            recorded.precision,
+            m.micro_f1,
+            recorded.micro_f1,
+            if ok { "ok" } else { "FAILED" },
+            t0.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failures.push(format!(
+                "{category}: careful-dev precision {:.4} / micro-F1 {:.4} differ from the recorded {:.4} / {:.4} by more than {}",
+                m.precision, m.micro_f1, recorded.precision, recorded.micro_f1, args.eval_tolerance
+            ));
+        }
+    }
+
     if !args.no_retrain {
         for &category in &args.retrain {
             let shipped = model_dir.join(category.name());
@@ -120,7 +153,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
             let config = TrainConfig::read_record(&shipped)?;
             let pool = project.pool(category)?;
             let training = data
-                .labeled(category, &pool, UnknownTagPolicy::Error)
+                .fitting_rows(category, &pool)
                 .with_context(|| format!("training data of `{category}`"))?;
             let scratch = out.join(category.name());
             if scratch.exists() {
@@ -154,10 +187,109 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                     m.micro_f1, args.train_tolerance
                 ));
             }
+            if let Some(recorded) = recorded_careful(&shipped)? {
+                let figures = recalibrate(&model_dir, &out, category, &args, &project, &data)?;
+                let diff = figures.micro_f1 - recorded.micro_f1;
+                let ok = diff >= -args.train_tolerance
+                    && figures.precision - recorded.precision >= -args.train_tolerance;
+                println!(
+                    "retrain {category:<8} calibrated again: careful-dev precision {:.4} (recorded {:.4}), micro-F1 {:.4} (recorded {:.4}, {diff:+.4}) {}",
+                    figures.precision,
+                    recorded.precision,
+                    figures.micro_f1,
+                    recorded.micro_f1,
+                    if ok { "ok" } else { "FAILED" },
+                );
+                if !ok {
+                    failures.push(format!(
+                        "{category}: retrained and calibrated, careful-dev precision {:.4} / micro-F1 {:.4} fall more than {} below the recorded {:.4} / {:.4}",
+                        figures.precision, figures.micro_f1, args.train_tolerance, recorded.precision, recorded.micro_f1
+                    ));
+                }
+            }
         }
     }
     if !failures.is_empty() {
         bail!("{}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// The careful-dev figures of the shipped answer an adapter directory records (`careful.dev.model`
+/// of its `metrics.json`), when it is calibrated (has a `careful.json`).
+fn recorded_careful(dir: &Path) -> anyhow::Result<Option<Figures>> {
+    if !dir.join(CAREFUL_FILE).is_file() {
+        return Ok(None);
+    }
+    let path = dir.join(METRICS_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let figures =
+        serde_json::from_value(value["careful"]["dev"]["model"].clone()).with_context(|| {
+            format!(
+                "{}: no `careful.dev.model` beside its careful.json (run `cargo xtask calibrate`)",
+                path.display()
+            )
+        })?;
+    Ok(Some(figures))
+}
+
+/// Calibrates the adapter retrained into `out/<category>` as the shipped one was: a copy of
+/// the shipped bundle in `out/bundle/` with that adapter in its place, the calibration
+/// fitted with the project's settings, then its careful-dev figures.
+fn recalibrate(
+    shipped: &Path,
+    out: &Path,
+    category: Category,
+    args: &ReproduceArgs,
+    project: &lamoda_tags::Project,
+    data: &lamoda_tags::DataDir,
+) -> anyhow::Result<Figures> {
+    let bundle = out.join("bundle");
+    if bundle.exists() {
+        std::fs::remove_dir_all(&bundle)
+            .with_context(|| format!("clearing {}", bundle.display()))?;
+    }
+    copy_dir(shipped, &bundle)?;
+    let target = bundle.join(category.name());
+    std::fs::remove_dir_all(&target).with_context(|| format!("clearing {}", target.display()))?;
+    copy_dir(&out.join(category.name()), &target)?;
+    // The pool and routing are the shipped bundle's; the base stays the shipped default.
+    for file in [lamoda_inference::format::POOL_FILE] {
+        std::fs::copy(shipped.join(category.name()).join(file), target.join(file))
+            .with_context(|| format!("copying {file} into {}", target.display()))?;
+    }
+    let base_dir = match &args.base {
+        Some(dir) => dir.clone(),
+        None => lamoda_inference::Bundle::open(shipped)?.default_base_dir(),
+    };
+    let tagger = Tagger::open(&bundle, Some(&base_dir))?;
+    let settings: lamoda_trainer::CalibrationSettings =
+        lamoda_data::read_toml(&project.root().join("configs").join("calibration.toml"))?;
+    let pool = project.pool(category)?;
+    let rows = CarefulRows::load(data, category, &pool, &project.careful_split()?)?;
+    crate::calibrate::calibrate_category(&tagger, &pool, &rows, &settings)?;
+    let tagger = Tagger::open(&bundle, Some(&base_dir))?;
+    Ok(careful_dev(&tagger, &pool, &rows)?.0.model)
+}
+
+/// Copies the files of `from` (recursively) into `to`, skipping checkpoints.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            if entry.file_name() != "checkpoint" {
+                copy_dir(&path, &dest)?;
+            }
+        } else {
+            std::fs::copy(&path, &dest)
+                .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?;
+        }
     }
     Ok(())
 }

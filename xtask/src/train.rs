@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lamoda_data::{Category, UnknownTagPolicy};
+use lamoda_data::Category;
 use lamoda_inference::InferenceError;
 use lamoda_trainer::{Progress, TrainConfig, train_category};
 
@@ -88,7 +88,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             config.epochs = epochs;
         }
         let rows = data
-            .labeled(category, &pool, UnknownTagPolicy::Error)
+            .fitting_rows(category, &pool)
             .with_context(|| format!("training data of `{category}`"))?;
         jobs.push((category, pool, config, rows));
     }

@@ -5,6 +5,7 @@
 //! Every malformed input is a typed [`DataError`] that names the file, the
 //! row, the field and the offending value; nothing is dropped silently.
 
+mod careful;
 mod category;
 mod decode;
 mod error;
@@ -15,6 +16,7 @@ mod routing;
 mod split;
 mod table;
 
+pub use careful::{CarefulLabel, CarefulSet, careful_split, load_careful};
 pub use category::Category;
 pub use decode::{DecodeConfig, Decoded, decode, decode_eligible};
 pub use error::DataError;

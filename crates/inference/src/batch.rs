@@ -10,7 +10,8 @@
 //!
 //! Output ([`tag_table`]): one line per product, [`OutputLine`]: `sku`, `good_type`,
 //! `category`, `fallback`, `tags` (decoded, most probable first, with probabilities) and
-//! `probabilities` (every pool tag, in pool order). A rerun reads what is there first: SKUs
+//! `probabilities` (every pool tag, in pool order), `calibrated` (whether they are the careful
+//! calibration's). A rerun reads what is there first: SKUs
 //! already written are skipped, and a last line cut short by a kill is removed and redone,
 //! so every SKU ends up exactly once. Rows that cannot be tagged (unparseable reviews, no
 //! review text, a missing SKU or good type) stop the run with an error naming the file, row
@@ -212,6 +213,9 @@ pub struct OutputLine<'a> {
     /// Every pool tag's probability, in pool order.
     #[serde(serialize_with = "in_pool_order")]
     pub probabilities: &'a [TagProbability],
+    /// True when the probabilities are careful-calibrated (the chance that a careful
+    /// reader of the reviews agrees).
+    pub calibrated: bool,
 }
 
 impl<'a> OutputLine<'a> {
@@ -224,6 +228,7 @@ impl<'a> OutputLine<'a> {
             fallback: prediction.fallback,
             tags: &prediction.tags,
             probabilities: &prediction.probabilities,
+            calibrated: prediction.calibrated,
         }
     }
 }

@@ -143,6 +143,16 @@ pub enum InferenceError {
         /// The pool's tag there.
         pool: String,
     },
+    /// A careful calibration does not fit its pool or is malformed.
+    #[error("{}: careful calibration of {category}: {reason}", path.display())]
+    Careful {
+        /// The `careful.json` file.
+        path: PathBuf,
+        /// The category.
+        category: Category,
+        /// What is wrong.
+        reason: String,
+    },
     /// Saved per-tag thresholds do not fit the pool.
     #[error("{}: per-tag thresholds of {category}: {reason}", path.display())]
     Thresholds {

@@ -34,6 +34,12 @@
 //!                               frozen_std [H], frozen_weight [T, H], frozen_bias [T];
 //!                               second_weight [T, V·T], second_bias [T] (V views: stems,
 //!                               n-grams, frozen, those present)
+//!     careful.json              optional careful calibration (format "lamoda-careful/1",
+//!                               crate::careful): tags [T], features [5], review_threshold,
+//!                               weights [5], bias, tag_bias [T], tag_slope [T], threshold,
+//!                               min_mentions, min_tags, fitted_on; when present, the
+//!                               answer's probabilities are the calibrated ones and are
+//!                               decoded at its threshold (0 tags allowed with min_tags 0)
 //!     metrics.json, train_config.json   the training record (read by xtask, not here)
 //! ```
 //!
@@ -79,6 +85,8 @@ pub const RUNTIME_FILE: &str = "runtime.json";
 pub const THRESHOLDS_FILE: &str = "thresholds.json";
 /// A category's training record: figures on dev beside the prior (xtask reads it).
 pub const METRICS_FILE: &str = "metrics.json";
+/// The careful calibration of an adapter, optional ([`crate::careful::CarefulCalibration`]).
+pub const CAREFUL_FILE: &str = "careful.json";
 /// A category's training config (the trainer's record; not read at run time).
 pub const TRAIN_CONFIG_FILE: &str = "train_config.json";
 

@@ -13,6 +13,8 @@
 //!   batched, scoring each product and each of its reviews alone ([`Scores`]) and decoding
 //!   into tags with their mentions and evidence ([`Prediction`]); [`batch`]: tagging a
 //!   product table (resumable, sharded).
+//! - [`careful`]: the careful calibration (`careful.json`): per tag, the probability that a
+//!   careful reader of the reviews would agree, from the adapter's scores, and its decoding.
 //!
 //! The trainer fits and writes this format through these types; this crate never links
 //! training code.
@@ -20,6 +22,7 @@
 pub mod adapter;
 pub mod batch;
 pub mod bundle;
+pub mod careful;
 mod error;
 pub mod format;
 pub mod forward;
@@ -30,6 +33,7 @@ pub mod tagger;
 
 pub use adapter::{Adapter, EncoderOutputs, Thresholds, predict_probabilities};
 pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
+pub use careful::CarefulCalibration;
 pub use error::InferenceError;
 pub use settings::{Pooling, RuntimeSettings};
 pub use tagger::{

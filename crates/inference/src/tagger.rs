@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::InferenceError;
 use crate::adapter::Adapter;
 use crate::bundle::Bundle;
+use crate::careful::CarefulCalibration;
 
 /// Supporting reviews returned per tag, the highest scores first.
 pub const EVIDENCE_PER_TAG: usize = 3;
@@ -109,10 +110,12 @@ pub struct Evidence {
 pub struct PredictedTag {
     /// The tag.
     pub tag: String,
-    /// Its probability for the product.
+    /// Its probability for the product: with a careful calibration (see
+    /// [`Prediction::calibrated`]) the probability that a careful reader of the reviews
+    /// would agree, else the adapter's.
     pub probability: f32,
     /// How many of the reviews read support it on their own (their own probability for
-    /// it reaches its threshold).
+    /// it reaches the support threshold: the calibration's, else the decoding threshold).
     pub mentions: usize,
     /// Up to [`EVIDENCE_PER_TAG`] supporting reviews, the highest scores first.
     pub evidence: Vec<Evidence>,
@@ -131,6 +134,9 @@ pub struct Prediction {
     pub tags: Vec<PredictedTag>,
     /// Every pool tag with its probability, in pool order.
     pub probabilities: Vec<TagProbability>,
+    /// True when the probabilities are careful-calibrated (the category's adapter has a
+    /// `careful.json`): each is the chance that a careful reader would agree.
+    pub calibrated: bool,
     /// The reviews scored for evidence: the first non-blank ones, up to the adapter's cap.
     pub reviews_read: usize,
 }
@@ -167,6 +173,7 @@ struct CategoryModel {
     pool: EtalonPool,
     adapter: Adapter,
     decoding: DecodeConfig,
+    careful: Option<CarefulCalibration>,
 }
 
 /// One base encoder with every category's adapter of a bundle.
@@ -205,12 +212,14 @@ impl Tagger {
                 source: Box::new(e),
             })?;
             let decoding = check_adapter(&dir, category, &pool, &adapter)?;
+            let careful = load_careful(&dir, category, &pool)?;
             models.insert(
                 category,
                 CategoryModel {
                     pool,
                     adapter,
                     decoding,
+                    careful,
                 },
             );
         }
@@ -272,18 +281,35 @@ impl Tagger {
         self.bundle.routing().route(good_type)
     }
 
-    /// The decoding rules `category` is decoded with (its saved per-tag thresholds, or the
-    /// threshold set), `None` when it has no adapter.
+    /// The decoding rules `category` is decoded with by default: its careful
+    /// calibration's (threshold on the calibrated probabilities, `min_tags`) when it has
+    /// one, else its saved per-tag thresholds; the threshold set with
+    /// [`Tagger::set_threshold`] replaces either. `None` when it has no adapter.
     pub fn decoding(&self, category: Category) -> Option<DecodeConfig> {
         let m = self.models.get(&category)?;
+        let saved = match &m.careful {
+            Some(careful) => careful.decode_config(),
+            None => m.decoding.clone(),
+        };
         Some(match self.threshold {
             Some(threshold) => DecodeConfig {
                 threshold,
                 per_tag_thresholds: None,
-                ..m.decoding.clone()
+                ..saved
             },
-            None => m.decoding.clone(),
+            None => saved,
         })
+    }
+
+    /// The adapter's own decoding rules for `category`, before any careful calibration
+    /// (its saved per-tag thresholds, else 0.5, at least one tag).
+    pub fn raw_decoding(&self, category: Category) -> Option<DecodeConfig> {
+        self.models.get(&category).map(|m| m.decoding.clone())
+    }
+
+    /// The careful calibration of `category`, when its adapter has one.
+    pub fn careful(&self, category: Category) -> Option<&CarefulCalibration> {
+        self.models.get(&category)?.careful.as_ref()
     }
 
     /// Tags every request: [`Tagger::score`], then [`Tagger::decode`] with each request's
@@ -425,19 +451,33 @@ impl Tagger {
                 detail: format!("{} probabilities for {n_tags} tags", scores.product.len()),
             });
         }
-        let threshold = |i: usize| decoding.threshold_of(i);
+        // With a careful calibration, tags are decoded on its probabilities and a review
+        // supports a tag at its fixed support threshold; without one, on the adapter's, and
+        // the decoding threshold is also the support threshold.
+        let calibrated: Option<Vec<f32>> = model.careful.as_ref().map(|careful| {
+            let reviews: Vec<Vec<f32>> = scores.reviews.iter().map(|r| r.scores.clone()).collect();
+            careful.probabilities(&scores.product, &reviews)
+        });
+        let probabilities: &[f32] = calibrated.as_deref().unwrap_or(&scores.product);
+        let min_mentions = options
+            .min_mentions
+            .max(model.careful.as_ref().map_or(0, |c| c.min_mentions));
+        let support_threshold = |i: usize| match &model.careful {
+            Some(careful) => careful.review_threshold,
+            None => decoding.threshold_of(i),
+        };
         let supporting = |i: usize| {
             let mut support: Vec<&ScoredReview> = scores
                 .reviews
                 .iter()
-                .filter(|r| r.scores.get(i).is_some_and(|&s| s >= threshold(i)))
+                .filter(|r| r.scores.get(i).is_some_and(|&s| s >= support_threshold(i)))
                 .collect();
             support.sort_by(|a, b| b.scores[i].total_cmp(&a.scores[i]));
             support
         };
         let mentions: Vec<usize> = (0..n_tags).map(|i| supporting(i).len()).collect();
-        let decoded = decode_eligible(&scores.product, &model.pool, &decoding, |i| {
-            mentions[i] >= options.min_mentions
+        let decoded = decode_eligible(probabilities, &model.pool, &decoding, |i| {
+            mentions[i] >= min_mentions
         });
         let tag = |i: usize, probability: f32| TagProbability {
             tag: model.pool.tags[i].clone(),
@@ -465,12 +505,12 @@ impl Tagger {
                         .collect(),
                 })
                 .collect(),
-            probabilities: scores
-                .product
+            probabilities: probabilities
                 .iter()
                 .enumerate()
                 .map(|(i, &p)| tag(i, p))
                 .collect(),
+            calibrated: calibrated.is_some(),
             reviews_read: scores.reviews.len(),
         })
     }
@@ -530,6 +570,27 @@ fn check_adapter(
         decoding.validate(pool.len()).map_err(bad)?;
     }
     Ok(decoding)
+}
+
+/// Reads `dir`'s `careful.json`, when there is one, checked against `pool`.
+fn load_careful(
+    dir: &Path,
+    category: Category,
+    pool: &EtalonPool,
+) -> Result<Option<CarefulCalibration>, InferenceError> {
+    let path = dir.join(crate::format::CAREFUL_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let careful: CarefulCalibration = crate::format::read_json(&path)?;
+    careful
+        .validate(&pool.tags)
+        .map_err(|reason| InferenceError::Careful {
+            path: path.clone(),
+            category,
+            reason,
+        })?;
+    Ok(Some(careful))
 }
 
 /// Loads the base in `base_dir` for `bundle`; a missing base names the command that

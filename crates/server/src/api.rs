@@ -199,7 +199,8 @@ pub struct EvidenceOut {
 pub struct TagOut {
     /// The tag, from the category's pool.
     pub tag: String,
-    /// Its probability for the product.
+    /// Its probability for the product: with `calibrated`, the chance that a careful
+    /// reader of the reviews would agree.
     pub probability: f32,
     /// How many of the reviews read support it on their own.
     pub mentions: usize,
@@ -227,7 +228,8 @@ pub struct TagResponse {
     pub routed_to: String,
     /// True when the good type has no adapter of its own and fell back.
     pub fallback: bool,
-    /// The tags, most probable first; never two of one exclusive group.
+    /// The tags, most probable first; never two of one exclusive group. Empty when the
+    /// category is careful-calibrated and no review clearly supports any tag.
     pub tags: Vec<TagOut>,
     /// Every pool tag's probability, in pool order.
     #[serde(serialize_with = "in_order")]
@@ -236,6 +238,9 @@ pub struct TagResponse {
     /// The reviews scored for evidence (the first non-blank ones, up to the adapter's
     /// cap).
     pub reviews_read: usize,
+    /// True when the probabilities are careful-calibrated: each is the chance that a
+    /// careful reader of the reviews would agree with the tag.
+    pub calibrated: bool,
     /// The model.
     pub model: ModelRef,
 }
@@ -276,6 +281,7 @@ impl TagResponse {
                 .map(|t| (t.tag, t.probability))
                 .collect(),
             reviews_read: prediction.reviews_read,
+            calibrated: prediction.calibrated,
             model,
         }
     }

@@ -88,10 +88,15 @@ function render(prediction, threshold) {
           t.tag + " " + e.score.toFixed(2)));
     });
   });
+  if (prediction.tags.length === 0) {
+    list.append(el("li", { class: "tag none" },
+      el("span", { class: "name" }, "No tag: no review clearly states a property of the pool")));
+  }
   const shown = threshold === null ? "tuned threshold" : "threshold " + threshold.toFixed(2);
   const fallback = prediction.fallback ? " (fallback)" : "";
+  const meaning = prediction.calibrated ? " · probability = chance a careful reader agrees" : "";
   status(prediction.tags.length + " tags · " + shown + " · adapter " + prediction.routed_to +
-    fallback + " · " + prediction.reviews_read + " reviews read");
+    fallback + " · " + prediction.reviews_read + " reviews read" + meaning);
 }
 
 let refresh = () => {};

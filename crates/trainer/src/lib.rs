@@ -8,6 +8,7 @@
 //! Module order (each uses only those above it): `error`, `moments`, `train_config`,
 //! `step`, `frozen_fit`, `lexical_fit`, `report`, `finish`, `train`.
 
+pub mod careful_fit;
 pub mod error;
 pub mod finish;
 pub mod frozen_fit;
@@ -18,6 +19,7 @@ pub mod step;
 pub mod train;
 pub mod train_config;
 
+pub use careful_fit::{CalibrationFit, CalibrationSettings, ThresholdPoint, fit_calibration};
 pub use error::TrainError;
 pub use finish::{Finished, FrozenVectors, finish_adapter};
 pub use lexical_fit::fit_lexical;

@@ -1,0 +1,169 @@
+//! `cargo xtask calibrate`: fits each adapter's careful calibration on the careful training
+//! products (which no adapter was trained on), writes it into the bundle (`careful.json`),
+//! and records the careful-dev figures in each adapter's `metrics.json`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lamoda_data::{Category, ReviewStack};
+use lamoda_inference::Tagger;
+use lamoda_inference::format::{CAREFUL_FILE, METRICS_FILE, write_json};
+use lamoda_trainer::{CalibrationSettings, fit_calibration};
+
+use crate::careful::{CarefulFigures, CarefulRows, careful_dev, print_careful_table, score_rows};
+use crate::common::{DataRootArgs, project};
+
+/// Arguments of `cargo xtask calibrate`.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Calibrate one category only (default: every category of the bundle).
+    #[arg(long, value_name = "CATEGORY")]
+    category: Option<Category>,
+    /// The bundle (default: the project's `adapters/`).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// The base model directory (default: the bundle's recorded default).
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
+    /// The calibration settings (default: the project's `configs/calibration.toml`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also write every careful product's raw scores as JSON lines to FILE (for analysis).
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataRootArgs,
+}
+
+/// Runs `cargo xtask calibrate`.
+pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
+    let project = project();
+    let data = args.data.resolve()?;
+    let split = project.careful_split()?;
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| project.root().join("configs").join("calibration.toml"));
+    let settings: CalibrationSettings = lamoda_data::read_toml(&config_path)?;
+    if let Err(reason) = settings.validate() {
+        bail!("{}: {reason}", config_path.display());
+    }
+    let model_dir = args.model.clone().unwrap_or_else(|| project.adapters_dir());
+    let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
+    let categories = match args.category {
+        Some(c) => vec![c],
+        None => tagger.categories(),
+    };
+    let mut dump = match &args.dump {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let mut loaded = Vec::new();
+    for &category in &categories {
+        let pool = project.pool(category)?;
+        let rows = CarefulRows::load(&data, category, &pool, &split)?;
+        let (fit, scores) = calibrate_category(&tagger, &pool, &rows, &settings)?;
+        if let Some(out) = dump.as_mut() {
+            let dev: Vec<&ReviewStack> = rows.dev.iter().collect();
+            let dev_scores = score_rows(&tagger, category, &dev, "scored (careful dev)")?;
+            let parts = rows
+                .train
+                .iter()
+                .zip(&rows.train_noisy)
+                .zip(&scores)
+                .map(|((c, n), s)| ("train", c, n, s))
+                .chain(
+                    rows.dev
+                        .iter()
+                        .zip(&rows.dev_noisy)
+                        .zip(&dev_scores)
+                        .map(|((c, n), s)| ("dev", c, n, s)),
+                );
+            for (part, careful, noisy, s) in parts {
+                let line = serde_json::json!({
+                    "category": category.name(),
+                    "row": careful.row,
+                    "split": part,
+                    "careful": careful.tags,
+                    "noisy": noisy.tags,
+                    "tags": pool.tags,
+                    "groups": pool.exclusive.iter().map(|g| &g.tags).collect::<Vec<_>>(),
+                    "product": s.product,
+                    "reviews": s.reviews.iter().map(|r| &r.scores).collect::<Vec<_>>(),
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        loaded.push((category, pool, rows, fit.out_of_fold));
+    }
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
+    // The careful-dev figures of the calibrated bundle, recorded beside the noisy ones.
+    let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
+    let mut table: BTreeMap<Category, CarefulFigures> = BTreeMap::new();
+    let mut parts = Vec::new();
+    for (category, pool, rows, out_of_fold) in loaded {
+        let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
+        let path = tagger.bundle().category_dir(category).join(METRICS_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut metrics: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        metrics["careful"] = serde_json::json!({
+            "dev": figures,
+            "calibration": {
+                "settings": settings,
+                "careful_train_products": rows.train.len(),
+                "out_of_fold": out_of_fold,
+            },
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        table.insert(category, figures);
+        parts.push(part);
+    }
+    print_careful_table(&model_dir.display().to_string(), &table, &parts);
+    Ok(())
+}
+
+/// Fits `rows.category`'s careful calibration on its careful training products, scored by
+/// `tagger` (whose own calibration, if any, plays no part: the raw scores are used), and
+/// writes it into the tagger's bundle as `careful.json`. Returns the fit and the scores.
+pub fn calibrate_category(
+    tagger: &Tagger,
+    pool: &lamoda_data::EtalonPool,
+    rows: &CarefulRows,
+    settings: &CalibrationSettings,
+) -> anyhow::Result<(
+    lamoda_trainer::CalibrationFit,
+    Vec<lamoda_inference::Scores>,
+)> {
+    let category = rows.category;
+    let train: Vec<&ReviewStack> = rows.train.iter().collect();
+    let scores = score_rows(tagger, category, &train, "scored (careful train)")?;
+    let fit = fit_calibration(pool, &train, &scores, settings)
+        .with_context(|| format!("calibrating `{category}`"))?;
+    if let Some(p) = fit
+        .out_of_fold
+        .iter()
+        .find(|p| p.threshold == fit.calibration.threshold)
+    {
+        eprintln!(
+            "{category}: threshold {:.2} (out of fold on {} careful products: precision {:.3}, recall {:.3}, micro-F1 {:.3})",
+            p.threshold,
+            train.len(),
+            p.precision,
+            p.recall,
+            p.micro_f1
+        );
+    }
+    let dir = tagger.bundle().category_dir(category);
+    write_json(&dir.join(CAREFUL_FILE), &fit.calibration)?;
+    Ok((fit, scores))
+}
