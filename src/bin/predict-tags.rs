@@ -324,6 +324,9 @@ fn print(prediction: &Prediction, json: bool) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| format!("{}\t{:.2}\t{}", t.tag, t.probability, t.mentions)),
         );
+        if prediction.tags.is_empty() {
+            eprintln!("no tag: no review clearly states a property of the pool");
+        }
         lines.join("\n")
     };
     let mut out = std::io::stdout().lock();

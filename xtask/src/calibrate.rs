@@ -31,6 +31,15 @@ pub struct CalibrateArgs {
     /// The calibration settings (default: the project's `configs/calibration.toml`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The cross-fitted adapters of `cargo xtask train` (`<dir>/fold<F>/`): each careful
+    /// training product is scored by the one that never saw it. Default: the project's
+    /// `target/crossfit/`.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_crossfit")]
+    crossfit: Option<PathBuf>,
+    /// The adapters were trained with `--careful exclude` (no careful product): score the
+    /// careful training products with the bundle itself.
+    #[arg(long)]
+    no_crossfit: bool,
     /// Also write every careful product's raw scores as JSON lines to FILE (for analysis).
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
@@ -63,11 +72,28 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let crossfit = if args.no_crossfit {
+        None
+    } else {
+        Some(
+            args.crossfit
+                .clone()
+                .unwrap_or_else(|| project.root().join("target").join("crossfit")),
+        )
+    };
     let mut loaded = Vec::new();
     for &category in &categories {
         let pool = project.pool(category)?;
         let rows = CarefulRows::load(&data, category, &pool, &split)?;
-        let (fit, scores) = calibrate_category(&tagger, &pool, &rows, &settings)?;
+        let (fit, scores) = calibrate_category(
+            &tagger,
+            crossfit.as_deref(),
+            args.base.as_deref(),
+            &pool,
+            &rows,
+            &settings,
+            &split,
+        )?;
         if let Some(out) = dump.as_mut() {
             let dev: Vec<&ReviewStack> = rows.dev.iter().collect();
             let dev_scores = score_rows(&tagger, category, &dev, "scored (careful dev)")?;
@@ -132,21 +158,67 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fits `rows.category`'s careful calibration on its careful training products, scored by
-/// `tagger` (whose own calibration, if any, plays no part: the raw scores are used), and
-/// writes it into the tagger's bundle as `careful.json`. Returns the fit and the scores.
+/// Fits `rows.category`'s careful calibration on its careful training products and writes
+/// it into the tagger's bundle as `careful.json`. Each product is scored (raw scores, any
+/// calibration aside) by the cross-fitted adapter of its careful fold in `crossfit`
+/// (`<dir>/fold<F>/`, which never saw it), or with `crossfit` `None` by `tagger` itself
+/// (adapters trained without careful products). Returns the fit and the scores.
 pub fn calibrate_category(
     tagger: &Tagger,
+    crossfit: Option<&std::path::Path>,
+    base: Option<&std::path::Path>,
     pool: &lamoda_data::EtalonPool,
     rows: &CarefulRows,
     settings: &CalibrationSettings,
+    split: &lamoda_data::SplitConfig,
 ) -> anyhow::Result<(
     lamoda_trainer::CalibrationFit,
     Vec<lamoda_inference::Scores>,
 )> {
     let category = rows.category;
     let train: Vec<&ReviewStack> = rows.train.iter().collect();
-    let scores = score_rows(tagger, category, &train, "scored (careful train)")?;
+    let scores = match crossfit {
+        None => score_rows(tagger, category, &train, "scored (careful train)")?,
+        Some(dir) => {
+            let base_dir = match base {
+                Some(b) => b.to_path_buf(),
+                None => tagger.bundle().default_base_dir(),
+            };
+            let mut scores: Vec<Option<lamoda_inference::Scores>> = vec![None; train.len()];
+            for fold in (0..split.folds).filter(|&f| f != split.dev_fold) {
+                let fold_dir = dir.join(format!("fold{fold}"));
+                let members: Vec<usize> = (0..train.len())
+                    .filter(|&i| rows.train_folds[i] == fold)
+                    .collect();
+                if members.is_empty() {
+                    continue;
+                }
+                if !fold_dir.join(category.name()).is_dir() {
+                    bail!(
+                        "{}: no cross-fitted `{category}` adapter (train with `cargo xtask train`, or pass --no-crossfit for adapters trained with --careful exclude)",
+                        fold_dir.display()
+                    );
+                }
+                let fold_tagger = Tagger::open(&fold_dir, Some(&base_dir)).with_context(|| {
+                    format!("opening the cross-fitted bundle {}", fold_dir.display())
+                })?;
+                let stacks: Vec<&ReviewStack> = members.iter().map(|&i| train[i]).collect();
+                let fold_scores = score_rows(
+                    &fold_tagger,
+                    category,
+                    &stacks,
+                    "scored (careful train, cross-fitted)",
+                )?;
+                for (i, s) in members.into_iter().zip(fold_scores) {
+                    scores[i] = Some(s);
+                }
+            }
+            scores
+                .into_iter()
+                .map(|s| s.context("a careful training product lies in no careful fold"))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
     let fit = fit_calibration(pool, &train, &scores, settings)
         .with_context(|| format!("calibrating `{category}`"))?;
     if let Some(p) = fit

@@ -25,9 +25,23 @@ pub struct CarefulRows {
     pub dev_noisy: Vec<ReviewStack>,
     /// The same training products with their noisy tags.
     pub train_noisy: Vec<ReviewStack>,
+    /// The careful fold of each training product (never the dev fold): cross-fitted
+    /// adapters leave one fold out each.
+    pub train_folds: Vec<usize>,
 }
 
 impl CarefulRows {
+    /// The careful training products outside careful fold `left_out` (all of them for a
+    /// fold no product is in): the extra training rows of an adapter, with careful tags.
+    pub fn train_without_fold(&self, left_out: usize) -> Vec<ReviewStack> {
+        self.train
+            .iter()
+            .zip(&self.train_folds)
+            .filter(|(_, f)| **f != left_out)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
     /// Loads `category`'s careful labels from `data` (an error when it has none) and deals
     /// them into the careful split.
     pub fn load(
@@ -59,6 +73,8 @@ impl CarefulRows {
                 .unwrap_or_else(|| s.clone())
         };
         let s = careful_split(&careful.labels, split);
+        let folds = lamoda_data::careful_folds(&careful.labels, split);
+        let train_folds = s.train.iter().map(|&i| folds[i]).collect();
         let pick = |idx: &[usize]| -> Vec<ReviewStack> {
             idx.iter().map(|&i| stacks[i].clone()).collect()
         };
@@ -72,6 +88,7 @@ impl CarefulRows {
             dev,
             dev_noisy,
             train_noisy,
+            train_folds,
         })
     }
 }

@@ -14,7 +14,7 @@ use clap::Args;
 use lamoda_data::{Category, train_dev_split};
 use lamoda_inference::Tagger;
 use lamoda_inference::format::{CAREFUL_FILE, METRICS_FILE, THRESHOLDS_FILE};
-use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category};
+use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category_with};
 
 use crate::careful::{CarefulRows, Figures, careful_dev};
 use crate::common::{DataRootArgs, project};
@@ -71,6 +71,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     let project = project();
     let data = args.train_data.resolve()?;
     let split = project.split()?;
+    let careful_split = project.careful_split()?;
     let model_dir = args.model.clone().unwrap_or_else(|| project.adapters_dir());
     let out = args
         .out
@@ -110,7 +111,6 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
 
     // The careful-dev figures of every calibrated adapter (careful.json), against the
     // recorded ones.
-    let careful_split = project.careful_split()?;
     for &category in &present {
         let dir = model_dir.join(category.name());
         let Some(recorded) = recorded_careful(&dir)? else {
@@ -160,11 +160,19 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 std::fs::remove_dir_all(&scratch)
                     .with_context(|| format!("clearing {}", scratch.display()))?;
             }
+            // As `cargo xtask train` does: the careful training products join with their
+            // careful tags, cross-fitted (one adapter per careful fold left out).
+            let careful = if data.careful_path(category).is_file() {
+                Some(CarefulRows::load(&data, category, &pool, &careful_split)?)
+            } else {
+                None
+            };
             let t0 = Instant::now();
-            let report = train_category(
+            let report = train_category_with(
                 base,
                 &pool,
                 &training.rows,
+                careful.as_ref().map_or(&[][..], |c| &c.train[..]),
                 &split,
                 &config,
                 &out,
@@ -187,8 +195,24 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                     m.micro_f1, args.train_tolerance
                 ));
             }
-            if let Some(recorded) = recorded_careful(&shipped)? {
-                let figures = recalibrate(&model_dir, &out, category, &args, &project, &data)?;
+            if let (Some(recorded), Some(careful)) = (recorded_careful(&shipped)?, &careful) {
+                for fold in (0..careful_split.folds).filter(|&f| f != careful_split.dev_fold) {
+                    train_category_with(
+                        base,
+                        &pool,
+                        &training.rows,
+                        &careful.train_without_fold(fold),
+                        &split,
+                        &config,
+                        &out.join("crossfit").join(format!("fold{fold}")),
+                        Progress::Lines,
+                        false,
+                    )
+                    .with_context(|| {
+                        format!("retraining `{category}` without careful fold {fold}")
+                    })?;
+                }
+                let figures = recalibrate(&model_dir, &out, careful, &args, &project)?;
                 let diff = figures.micro_f1 - recorded.micro_f1;
                 let ok = diff >= -args.train_tolerance
                     && figures.precision - recorded.precision >= -args.train_tolerance;
@@ -236,30 +260,30 @@ fn recorded_careful(dir: &Path) -> anyhow::Result<Option<Figures>> {
     Ok(Some(figures))
 }
 
-/// Calibrates the adapter retrained into `out/<category>` as the shipped one was: a copy of
-/// the shipped bundle in `out/bundle/` with that adapter in its place, the calibration
-/// fitted with the project's settings, then its careful-dev figures.
+/// Calibrates the adapter retrained into `out/<category>` as the shipped one was: copies
+/// of the shipped bundle with the retrained adapter in its place (`out/bundle/`) and with
+/// each cross-fitted one (`out/crossfit-bundles/fold<F>/`, from `out/crossfit/fold<F>/`),
+/// the calibration fitted with the project's settings, then its careful-dev figures.
 fn recalibrate(
     shipped: &Path,
     out: &Path,
-    category: Category,
+    rows: &CarefulRows,
     args: &ReproduceArgs,
     project: &lamoda_tags::Project,
-    data: &lamoda_tags::DataDir,
 ) -> anyhow::Result<Figures> {
+    let category = rows.category;
+    let split = project.careful_split()?;
     let bundle = out.join("bundle");
-    if bundle.exists() {
-        std::fs::remove_dir_all(&bundle)
-            .with_context(|| format!("clearing {}", bundle.display()))?;
-    }
-    copy_dir(shipped, &bundle)?;
-    let target = bundle.join(category.name());
-    std::fs::remove_dir_all(&target).with_context(|| format!("clearing {}", target.display()))?;
-    copy_dir(&out.join(category.name()), &target)?;
-    // The pool and routing are the shipped bundle's; the base stays the shipped default.
-    for file in [lamoda_inference::format::POOL_FILE] {
-        std::fs::copy(shipped.join(category.name()).join(file), target.join(file))
-            .with_context(|| format!("copying {file} into {}", target.display()))?;
+    replaced_bundle(shipped, &out.join(category.name()), category, &bundle)?;
+    let crossfit = out.join("crossfit-bundles");
+    for fold in (0..split.folds).filter(|&f| f != split.dev_fold) {
+        let name = format!("fold{fold}");
+        replaced_bundle(
+            shipped,
+            &out.join("crossfit").join(&name).join(category.name()),
+            category,
+            &crossfit.join(&name),
+        )?;
     }
     let base_dir = match &args.base {
         Some(dir) => dir.clone(),
@@ -269,10 +293,44 @@ fn recalibrate(
     let settings: lamoda_trainer::CalibrationSettings =
         lamoda_data::read_toml(&project.root().join("configs").join("calibration.toml"))?;
     let pool = project.pool(category)?;
-    let rows = CarefulRows::load(data, category, &pool, &project.careful_split()?)?;
-    crate::calibrate::calibrate_category(&tagger, &pool, &rows, &settings)?;
+    crate::calibrate::calibrate_category(
+        &tagger,
+        Some(&crossfit),
+        Some(&base_dir),
+        &pool,
+        rows,
+        &settings,
+        &split,
+    )?;
     let tagger = Tagger::open(&bundle, Some(&base_dir))?;
-    Ok(careful_dev(&tagger, &pool, &rows)?.0.model)
+    Ok(careful_dev(&tagger, &pool, rows)?.0.model)
+}
+
+/// A copy of the bundle `shipped` in `to` with `category`'s adapter taken from `adapter`
+/// (its pool file stays the shipped one).
+fn replaced_bundle(
+    shipped: &Path,
+    adapter: &Path,
+    category: Category,
+    to: &Path,
+) -> anyhow::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
+    }
+    copy_dir(shipped, to)?;
+    let target = to.join(category.name());
+    std::fs::remove_dir_all(&target).with_context(|| format!("clearing {}", target.display()))?;
+    copy_dir(adapter, &target)?;
+    let pool = lamoda_inference::format::POOL_FILE;
+    std::fs::copy(shipped.join(category.name()).join(pool), target.join(pool))
+        .with_context(|| format!("copying {pool} into {}", target.display()))?;
+    // The shipped calibration is not the retrained adapter's.
+    let careful = target.join(CAREFUL_FILE);
+    if careful.is_file() {
+        std::fs::remove_file(&careful)
+            .with_context(|| format!("removing {}", careful.display()))?;
+    }
+    Ok(())
 }
 
 /// Copies the files of `from` (recursively) into `to`, skipping checkpoints.

@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::Category;
 use lamoda_inference::InferenceError;
-use lamoda_trainer::{Progress, TrainConfig, train_category};
+use lamoda_trainer::{Progress, TrainConfig, train_category_with};
+
+use crate::careful::CarefulRows;
 
 use crate::common::{DataRootArgs, project};
 
@@ -53,8 +55,39 @@ pub struct TrainArgs {
     /// share of the cores (on 2 cores, two jobs of one thread each are the fastest).
     #[arg(long, default_value_t = 2, value_name = "N")]
     jobs: usize,
+    /// What the careful products (`LAMODA_DATA/careful/`) do in training: `cross-fit`
+    /// (the careful training products join the training split with their careful tags;
+    /// for each careful fold an adapter is also trained without that fold into
+    /// `--crossfit-dir`, so `cargo xtask calibrate` scores every careful training product
+    /// with an adapter that never saw it), or `exclude` (no careful product is trained on).
+    /// The careful dev products are never trained on.
+    #[arg(long, value_enum, default_value_t = CarefulMode::CrossFit)]
+    careful: CarefulMode,
+    /// Where the cross-fitted adapters go (`<dir>/fold<F>/<category>/`). Default: the
+    /// project's `target/crossfit/`.
+    #[arg(long, value_name = "DIR")]
+    crossfit_dir: Option<PathBuf>,
     #[command(flatten)]
     train_data: DataRootArgs,
+}
+
+/// What the careful products do in training.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarefulMode {
+    /// Train on the careful training products, cross-fitted.
+    CrossFit,
+    /// Leave every careful product out.
+    Exclude,
+}
+
+/// One adapter to train: a category into `out`, with `extra` training rows.
+struct Job {
+    category: Category,
+    pool: lamoda_data::EtalonPool,
+    config: TrainConfig,
+    rows: lamoda_data::LabeledSet,
+    extra: Vec<lamoda_data::ReviewStack>,
+    out: PathBuf,
 }
 
 /// Runs `cargo xtask train`.
@@ -74,7 +107,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let base_dir = args.base.clone().unwrap_or_else(|| project.base_dir());
     let out = args.out.clone().unwrap_or_else(|| project.adapters_dir());
     // Read and validate every config before the long work starts.
-    let mut jobs: Vec<(Category, _, TrainConfig, _)> = Vec::new();
+    let crossfit_dir = args
+        .crossfit_dir
+        .clone()
+        .unwrap_or_else(|| project.root().join("target").join("crossfit"));
+    let careful_split = project.careful_split()?;
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut fold_dirs = std::collections::BTreeSet::new();
     for &category in &categories {
         let pool = project.pool(category)?;
         let mut config = match &args.config {
@@ -90,14 +129,51 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let rows = data
             .fitting_rows(category, &pool)
             .with_context(|| format!("training data of `{category}`"))?;
-        jobs.push((category, pool, config, rows));
+        let careful = match (args.careful, data.careful_path(category).is_file()) {
+            (CarefulMode::CrossFit, true) => {
+                Some(CarefulRows::load(&data, category, &pool, &careful_split)?)
+            }
+            _ => None,
+        };
+        if let Some(careful) = &careful {
+            for fold in (0..careful_split.folds).filter(|&f| f != careful_split.dev_fold) {
+                let dir = crossfit_dir.join(format!("fold{fold}"));
+                fold_dirs.insert(dir.clone());
+                jobs.push(Job {
+                    category,
+                    pool: pool.clone(),
+                    config: config.clone(),
+                    rows: rows.clone(),
+                    extra: careful.train_without_fold(fold),
+                    out: dir,
+                });
+            }
+        }
+        jobs.push(Job {
+            category,
+            pool,
+            config,
+            rows,
+            extra: careful
+                .as_ref()
+                .map(|c| c.train.clone())
+                .unwrap_or_default(),
+            out: out.clone(),
+        });
     }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
     // Largest first, so the jobs finish close together.
-    jobs.sort_by_key(|(_, _, _, rows)| {
-        std::cmp::Reverse(rows.rows.iter().map(|r| r.reviews.len()).sum::<usize>())
+    jobs.sort_by_key(|job| {
+        std::cmp::Reverse(
+            job.rows
+                .rows
+                .iter()
+                .chain(&job.extra)
+                .map(|r| r.reviews.len())
+                .sum::<usize>(),
+        )
     });
     let t0 = Instant::now();
     let n_jobs = args.jobs.min(jobs.len()).max(1);
@@ -107,56 +183,67 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (false, _) => Progress::Lines,
     };
     let mut lines = if args.keep_encoder {
-        in_parallel(
-            &base_dir,
-            jobs,
-            n_jobs,
-            |base, (category, pool, config, rows)| {
-                retune(
-                    base, &out, &split, category, &pool, &config, &rows, progress,
-                )
-                .with_context(|| format!("refitting `{category}`"))
-            },
-        )?
+        in_parallel(&base_dir, jobs, n_jobs, |base, job| {
+            let Job {
+                category,
+                pool,
+                config,
+                rows,
+                out,
+                ..
+            } = job;
+            retune(
+                base, &out, &split, category, &pool, &config, &rows, progress,
+            )
+            .with_context(|| format!("refitting `{category}`"))
+        })?
     } else {
-        in_parallel(
-            &base_dir,
-            jobs,
-            n_jobs,
-            |base, (category, pool, config, rows)| {
-                let started = Instant::now();
-                eprintln!("training `{category}` ({} products)", rows.rows.len());
-                let report = train_category(
-                    base,
-                    &pool,
-                    &rows.rows,
-                    &split,
-                    &config,
-                    &out,
-                    progress,
-                    args.resume,
-                )
-                .with_context(|| format!("training `{category}`"))?;
-                let m = &report.metrics;
-                // The figure of the saved decoding: tuned thresholds when asked for.
-                let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
-                Ok(format!(
-                    "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
-                    shipped.micro_f1,
-                    m.prior.micro_f1,
-                    shipped.micro_f1 - m.prior.micro_f1,
-                    m.dev.micro_f1,
-                    m.epoch,
-                    m.n_train,
-                    m.n_dev,
-                    started.elapsed().as_secs_f64(),
-                    report.dir.display()
-                ))
-            },
-        )?
+        in_parallel(&base_dir, jobs, n_jobs, |base, job| {
+            let started = Instant::now();
+            let category = job.category;
+            eprintln!(
+                "training `{category}` ({} products, {} of them careful) into {}",
+                job.rows.rows.len() + job.extra.len(),
+                job.extra.len(),
+                job.out.display()
+            );
+            let report = train_category_with(
+                base,
+                &job.pool,
+                &job.rows.rows,
+                &job.extra,
+                &split,
+                &job.config,
+                &job.out,
+                progress,
+                args.resume,
+            )
+            .with_context(|| format!("training `{category}`"))?;
+            let m = &report.metrics;
+            // The figure of the saved decoding: tuned thresholds when asked for.
+            let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
+            Ok(format!(
+                "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
+                shipped.micro_f1,
+                m.prior.micro_f1,
+                shipped.micro_f1 - m.prior.micro_f1,
+                m.dev.micro_f1,
+                m.epoch,
+                m.n_train,
+                m.n_dev,
+                started.elapsed().as_secs_f64(),
+                report.dir.display()
+            ))
+        })?
     };
     lines.sort();
     let trained = lines.len();
+    // The cross-fitted adapters form bundles of their own once they hold every category.
+    for dir in &fold_dirs {
+        if crate::common::write_project_bundle(dir).is_ok() {
+            lines.push(format!("cross-fitted bundle {}", dir.display()));
+        }
+    }
     // A bundle needs every category the routing table names; a directory of some of
     // them (a single `--category` into a fresh `--out`) stays a directory of adapters.
     match crate::common::write_project_bundle(&out) {

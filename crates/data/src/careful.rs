@@ -180,10 +180,9 @@ pub fn load_careful(
     })
 }
 
-/// The careful dev split: indices into `labels` of the products never used for fitting,
-/// fold `config.dev_fold` of a seeded k-fold stratified by each product's rarest careful
-/// tag (as [`crate::train_dev_split`]), and the rest (the careful training products).
-pub fn careful_split(labels: &[CarefulLabel], config: &SplitConfig) -> crate::Split {
+/// The careful fold (0..`config.folds`) of every label: a seeded k-fold stratified by each
+/// product's rarest careful tag (as [`crate::train_dev_split`] deals noisy rows).
+pub fn careful_folds(labels: &[CarefulLabel], config: &SplitConfig) -> Vec<usize> {
     let stacks: Vec<ReviewStack> = labels
         .iter()
         .map(|l| ReviewStack {
@@ -192,7 +191,14 @@ pub fn careful_split(labels: &[CarefulLabel], config: &SplitConfig) -> crate::Sp
             tags: l.tags.clone(),
         })
         .collect();
-    let folds = kfold(&stacks, config.folds, config.seed);
+    kfold(&stacks, config.folds, config.seed)
+}
+
+/// The careful dev split: indices into `labels` of the products never used for fitting,
+/// fold `config.dev_fold` of [`careful_folds`], and the rest (the careful training
+/// products).
+pub fn careful_split(labels: &[CarefulLabel], config: &SplitConfig) -> crate::Split {
+    let folds = careful_folds(labels, config);
     let (dev, train): (Vec<usize>, Vec<usize>) =
         (0..labels.len()).partition(|&i| folds[i] == config.dev_fold);
     crate::Split { train, dev }

@@ -16,7 +16,7 @@ mod routing;
 mod split;
 mod table;
 
-pub use careful::{CarefulLabel, CarefulSet, careful_split, load_careful};
+pub use careful::{CarefulLabel, CarefulSet, careful_folds, careful_split, load_careful};
 pub use category::Category;
 pub use decode::{DecodeConfig, Decoded, decode, decode_eligible};
 pub use error::DataError;

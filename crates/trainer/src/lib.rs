@@ -24,5 +24,7 @@ pub use error::TrainError;
 pub use finish::{Finished, FrozenVectors, finish_adapter};
 pub use lexical_fit::fit_lexical;
 pub use report::{BranchMetrics, EpochRecord, REPORT_K, TrainMetrics, tune_and_save_thresholds};
-pub use train::{Progress, StepBench, TrainReport, bench_steps, train_category};
+pub use train::{
+    Progress, StepBench, TrainReport, bench_steps, train_category, train_category_with,
+};
 pub use train_config::{LoraSettings, Loss, TrainConfig};

@@ -111,6 +111,24 @@ pub fn train_category(
     progress: Progress,
     resume: bool,
 ) -> Result<TrainReport, TrainError> {
+    train_category_with(base, pool, rows, &[], split, config, out, progress, resume)
+}
+
+/// [`train_category`] with `extra` rows added to the training split (never to dev): e.g.
+/// carefully labelled products with their careful tags, which the dev split of `rows`
+/// must not depend on.
+#[allow(clippy::too_many_arguments)]
+pub fn train_category_with(
+    base: &LoadedBase,
+    pool: &EtalonPool,
+    rows: &[ReviewStack],
+    extra: &[ReviewStack],
+    split: &SplitConfig,
+    config: &TrainConfig,
+    out: &Path,
+    progress: Progress,
+    resume: bool,
+) -> Result<TrainReport, TrainError> {
     let category = pool.category.name().to_string();
     let n_layers = base.encoder.num_layers();
     config.validate(Path::new("<config>"), Some(n_layers))?;
@@ -120,7 +138,15 @@ pub fn train_category(
         value: format!("{split:?}"),
         reason,
     })?;
-    let s = train_dev_split(rows, split);
+    let mut s = train_dev_split(rows, split);
+    let combined: Vec<ReviewStack>;
+    let rows: &[ReviewStack] = if extra.is_empty() {
+        rows
+    } else {
+        s.train.extend(rows.len()..rows.len() + extra.len());
+        combined = rows.iter().chain(extra).cloned().collect();
+        &combined
+    };
     if s.train.is_empty() || s.dev.is_empty() {
         return Err(TrainError::EmptySplit {
             category,
