@@ -89,7 +89,7 @@ function render(prediction, threshold) {
     });
   });
   if (prediction.tags.length === 0) {
-    list.append(el("li", { class: "tag none" },
+    list.append(el("li", { class: "none" },
       el("span", { class: "name" }, "No tag: no review clearly states a property of the pool")));
   }
   const shown = threshold === null ? "tuned threshold" : "threshold " + threshold.toFixed(2);
