@@ -143,6 +143,12 @@ pub fn score_rows(
     Ok(scores)
 }
 
+/// One label set (pool indices) per product.
+type LabelSets = Vec<Vec<usize>>;
+
+/// Gold label sets beside predicted ones.
+type GoldAndPredicted = (LabelSets, LabelSets);
+
 /// Micro figures of one tag source on a set of products.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
@@ -176,7 +182,7 @@ impl Figures {
     }
 
     /// Pools several sets' figures (micro over all their products).
-    pub fn pooled(parts: &[(Vec<Vec<usize>>, Vec<Vec<usize>>)]) -> Self {
+    pub fn pooled(parts: &[GoldAndPredicted]) -> Self {
         // Label indices differ per category: offset each category's labels apart.
         let mut gold = Vec::new();
         let mut predicted = Vec::new();
@@ -321,7 +327,7 @@ pub fn reliability(pairs: &[(f32, bool)]) -> Vec<(f64, f64, usize)> {
 
 /// The pooled (micro over every category's careful dev products) figures of each source.
 pub fn pooled(parts: &[CarefulParts]) -> [(&'static str, Figures); 5] {
-    let of = |pick: &dyn Fn(&CarefulParts) -> (Vec<Vec<usize>>, Vec<Vec<usize>>)| {
+    let of = |pick: &dyn Fn(&CarefulParts) -> GoldAndPredicted| {
         Figures::pooled(&parts.iter().map(pick).collect::<Vec<_>>())
     };
     [

@@ -262,20 +262,28 @@ mod tests {
         assert!(calibration(2).validate(&tags).is_ok());
         let mut c = calibration(2);
         c.format = "lamoda-careful/9".into();
-        assert!(c.validate(&tags).unwrap_err().contains("format"));
+        assert!(c.validate(&tags).expect_err("invalid").contains("format"));
         let mut c = calibration(2);
         c.tag_slope.pop();
-        assert!(c.validate(&tags).unwrap_err().contains("tag slopes"));
+        assert!(
+            c.validate(&tags)
+                .expect_err("invalid")
+                .contains("tag slopes")
+        );
         let mut c = calibration(2);
         c.threshold = 1.5;
-        assert!(c.validate(&tags).unwrap_err().contains("threshold 1.5"));
+        assert!(
+            c.validate(&tags)
+                .expect_err("invalid")
+                .contains("threshold 1.5")
+        );
         let mut c = calibration(2);
         c.bias = f32::NAN;
-        assert!(c.validate(&tags).unwrap_err().contains("finite"));
+        assert!(c.validate(&tags).expect_err("invalid").contains("finite"));
         assert!(
             calibration(3)
                 .validate(&tags)
-                .unwrap_err()
+                .expect_err("3 tags")
                 .contains("3 tags")
         );
     }

@@ -26,7 +26,8 @@ use crate::careful::CarefulCalibration;
 /// Supporting reviews returned per tag, the highest scores first.
 pub const EVIDENCE_PER_TAG: usize = 3;
 
-/// The most tags an answer may hold (the product's promise: 1 to 6 tags).
+/// The most tags an answer may hold (the product's promise: up to 6 tags; a careful-
+/// calibrated answer may hold none).
 pub const MAX_TAGS: usize = 6;
 
 /// How one request is decoded, over the tagger's defaults.

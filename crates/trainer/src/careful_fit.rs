@@ -536,11 +536,11 @@ mod tests {
             l2: 0.0,
             ..CalibrationSettings::default()
         };
-        assert!(bad.validate().unwrap_err().contains("l2"));
+        assert!(bad.validate().expect_err("invalid").contains("l2"));
         let bad = CalibrationSettings {
             thresholds: vec![1.5],
             ..CalibrationSettings::default()
         };
-        assert!(bad.validate().unwrap_err().contains("1.5"));
+        assert!(bad.validate().expect_err("invalid").contains("1.5"));
     }
 }
