@@ -342,6 +342,15 @@ pub struct AdapterOut {
     pub n_train: Option<u64>,
     /// Dev products.
     pub n_dev: Option<u64>,
+    /// Whether its answers are careful-calibrated (it has a `careful.json`).
+    pub calibrated: bool,
+    /// On the careful dev split, the share of its shown tags a careful reader agrees with
+    /// (`metrics.json`'s `careful.dev.model`).
+    pub careful_precision: Option<f64>,
+    /// On the careful dev split, the share of the careful tags it shows.
+    pub careful_recall: Option<f64>,
+    /// On the careful dev split, micro-F1 against the careful labels.
+    pub careful_micro_f1: Option<f64>,
 }
 
 /// The loaded model.

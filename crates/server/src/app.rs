@@ -503,6 +503,15 @@ pub(crate) async fn get_model(
                     .and_then(|m| m.get(section)?.get(key)?.as_f64())
             };
             let count = |key: &str| metrics.as_ref().and_then(|m| m.get(key)?.as_u64());
+            let careful = |key: &str| {
+                metrics.as_ref().and_then(|m| {
+                    m.get("careful")?
+                        .get("dev")?
+                        .get("model")?
+                        .get(key)?
+                        .as_f64()
+                })
+            };
             AdapterOut {
                 category: c.name().to_owned(),
                 tags: tagger.pool(c).map_or(0, |p| p.len()),
@@ -510,6 +519,10 @@ pub(crate) async fn get_model(
                 prior_micro_f1: read("prior", "micro_f1"),
                 n_train: count("n_train"),
                 n_dev: count("n_dev"),
+                calibrated: tagger.careful(c).is_some(),
+                careful_precision: careful("precision"),
+                careful_recall: careful("recall"),
+                careful_micro_f1: careful("micro_f1"),
             }
         })
         .collect();

@@ -532,6 +532,11 @@ async fn categories_model_and_products_describe_what_is_loaded() {
     let model = get("/v1/model").await;
     assert_eq!(model["adapters"].as_array().expect("adapters").len(), 5);
     assert_eq!(model["limits"]["max_reviews"], 256);
+    // The fixture's adapters carry no careful calibration, so no careful figures either.
+    assert_eq!(model["adapters"][0]["calibrated"], json!(false));
+    assert_eq!(model["adapters"][0]["careful_precision"], Value::Null);
+    let tags = get("/v1/products/SKU-SHOE-1").await;
+    assert_eq!(tags["prediction"]["calibrated"], json!(false));
 
     let page = get("/v1/products?good_type=Accs&per_page=50&page=3").await;
     assert_eq!(
