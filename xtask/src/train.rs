@@ -164,6 +164,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    if args.keep_encoder && jobs.iter().any(|job| !job.extra.is_empty()) {
+        bail!(
+            "--keep-encoder refits on the noisy rows only, not on the careful training products              the adapters were trained with: pass --careful exclude (for adapters trained so) or              train again"
+        );
+    }
     // Largest first, so the jobs finish close together.
     jobs.sort_by_key(|job| {
         std::cmp::Reverse(
