@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
-use lamoda_inference::{DecodeOptions, Request, Tagger};
+use lamoda_inference::{DecodeOptions, Tagger};
 use lamoda_metrics::{
     FrequencyPrior, Metrics, evaluate, evaluate_prior, evaluate_probabilities, gold_indices,
 };
@@ -168,11 +168,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 levels.push(0);
                 levels.sort_unstable();
                 levels.dedup();
+                // Per N, the answer the runtime gives (careful-calibrated where the bundle
+                // is); the main figure stays the adapter's own decoding, as without N.
                 let metrics = evidence_metrics(tagger, &pool, &eval_rows, args.k, &levels)?;
                 for (&n, m) in levels.iter().zip(&metrics) {
                     by_min_mentions.insert(n, m.micro_f1);
                 }
-                metrics.into_iter().next().context("no metrics at N = 0")?
+                tagger_metrics(tagger, &pool, &eval_rows, args.k)?
             }
             Some(tagger) => tagger_metrics(tagger, &pool, &eval_rows, args.k)?,
             None => prior_metrics.clone(),
@@ -329,39 +331,7 @@ fn evidence_metrics(
             tagger.bundle().dir().display()
         );
     }
-    let good_type = tagger
-        .bundle()
-        .routing()
-        .good_types
-        .iter()
-        .find(|(_, c)| **c == category)
-        .map(|(g, _)| g.clone())
-        .with_context(|| format!("no good type routes to `{category}`"))?;
-    let started = Instant::now();
-    let bar = lamoda_inference::forward::progress_bar(
-        std::io::stderr().is_terminal(),
-        rows.len() as u64,
-        "scoring with evidence",
-    );
-    let mut scores = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(64) {
-        let requests: Vec<Request> = chunk
-            .iter()
-            .map(|r| Request::new(good_type.clone(), r.reviews.clone()))
-            .collect();
-        scores.extend(
-            tagger
-                .score(&requests)
-                .with_context(|| format!("scoring `{category}`"))?,
-        );
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    eprintln!(
-        "eval {category}: {} products scored with evidence in {:.0} s",
-        rows.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let scores = crate::careful::score_rows(tagger, category, rows, "scored with evidence")?;
     let gold = gold_indices(pool, rows);
     let probabilities: Vec<Vec<f32>> = scores.iter().map(|s| s.product.clone()).collect();
     levels
