@@ -89,12 +89,7 @@ impl Project {
     /// The careful dev split's configuration (fold `dev_fold` of the careful products),
     /// validated.
     pub fn careful_split(&self) -> Result<SplitConfig, ProjectError> {
-        let path = self.careful_split_path();
-        let config: SplitConfig = lamoda_data::read_toml(&path)?;
-        config
-            .validate()
-            .map_err(|reason| ProjectError::Split { path, reason })?;
-        Ok(config)
+        read_split(self.careful_split_path())
     }
 
     /// The routing table.
@@ -109,13 +104,17 @@ impl Project {
 
     /// The train/dev split configuration, validated.
     pub fn split(&self) -> Result<SplitConfig, ProjectError> {
-        let path = self.split_path();
-        let config: SplitConfig = lamoda_data::read_toml(&path)?;
-        config
-            .validate()
-            .map_err(|reason| ProjectError::Split { path, reason })?;
-        Ok(config)
+        read_split(self.split_path())
     }
+}
+
+/// A split configuration file, read and validated.
+fn read_split(path: PathBuf) -> Result<SplitConfig, ProjectError> {
+    let config: SplitConfig = lamoda_data::read_toml(&path)?;
+    config
+        .validate()
+        .map_err(|reason| ProjectError::Split { path, reason })?;
+    Ok(config)
 }
 
 /// A data directory laid out like the reference data.

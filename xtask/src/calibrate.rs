@@ -10,11 +10,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, ReviewStack};
 use lamoda_inference::Tagger;
-use lamoda_inference::format::{CAREFUL_FILE, METRICS_FILE, write_json};
+use lamoda_inference::format::{CAREFUL_FILE, write_json};
 use lamoda_trainer::{CalibrationSettings, fit_calibration};
 
 use crate::careful::{CarefulFigures, CarefulRows, careful_dev, print_careful_table, score_rows};
-use crate::common::{DataRootArgs, project};
+use crate::common::{DataRootArgs, project, read_metrics};
 
 /// Arguments of `cargo xtask calibrate`.
 #[derive(Args, Debug)]
@@ -52,14 +52,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let project = project();
     let data = args.data.resolve()?;
     let split = project.careful_split()?;
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| project.root().join("configs").join("calibration.toml"));
-    let settings: CalibrationSettings = lamoda_data::read_toml(&config_path)?;
-    if let Err(reason) = settings.validate() {
-        bail!("{}: {reason}", config_path.display());
-    }
+    let settings = load_settings(&project, args.config.as_deref())?;
     let model_dir = args.model.clone().unwrap_or_else(|| project.adapters_dir());
     let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
     let categories = match args.category {
@@ -78,7 +71,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         Some(
             args.crossfit
                 .clone()
-                .unwrap_or_else(|| project.root().join("target").join("crossfit")),
+                .unwrap_or_else(|| crate::common::default_crossfit_dir(&project)),
         )
     };
     let mut loaded = Vec::new();
@@ -136,11 +129,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let mut parts = Vec::new();
     for (category, pool, rows, out_of_fold) in loaded {
         let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
-        let path = tagger.bundle().category_dir(category).join(METRICS_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let mut metrics: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let (path, mut metrics) = read_metrics(&tagger.bundle().category_dir(category))?;
         metrics["careful"] = serde_json::json!({
             "dev": figures,
             "calibration": {
@@ -156,6 +145,23 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     }
     print_careful_table(&model_dir.display().to_string(), &table, &parts);
     Ok(())
+}
+
+/// The calibration settings in `path` (default: the project's `configs/calibration.toml`),
+/// checked.
+pub fn load_settings(
+    project: &lamoda_tags::Project,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<CalibrationSettings> {
+    let path = path.map_or_else(
+        || project.root().join("configs").join("calibration.toml"),
+        std::path::Path::to_path_buf,
+    );
+    let settings: CalibrationSettings = lamoda_data::read_toml(&path)?;
+    if let Err(reason) = settings.validate() {
+        bail!("{}: {reason}", path.display());
+    }
+    Ok(settings)
 }
 
 /// Fits `rows.category`'s careful calibration on its careful training products and writes

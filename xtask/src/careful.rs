@@ -6,7 +6,7 @@ use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig, careful_split};
+use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig, careful_folds};
 use lamoda_inference::{DecodeOptions, Request, Scores, Tagger};
 use lamoda_metrics::{FrequencyPrior, gold_indices};
 use lamoda_tags::DataDir;
@@ -57,39 +57,41 @@ impl CarefulRows {
             );
         };
         let labeled = data.labeled(category, pool, lamoda_data::UnknownTagPolicy::Error)?;
-        let stacks = careful.stacks(&labeled.rows).with_context(|| {
-            format!(
-                "{}: a row is not in {}",
-                careful.path.display(),
-                labeled.path.display()
-            )
-        })?;
-        let noisy_of = |s: &ReviewStack| -> ReviewStack {
-            labeled
-                .rows
-                .iter()
-                .find(|r| r.row == s.row)
-                .cloned()
-                .unwrap_or_else(|| s.clone())
-        };
-        let s = careful_split(&careful.labels, split);
-        let folds = lamoda_data::careful_folds(&careful.labels, split);
-        let train_folds = s.train.iter().map(|&i| folds[i]).collect();
-        let pick = |idx: &[usize]| -> Vec<ReviewStack> {
-            idx.iter().map(|&i| stacks[i].clone()).collect()
-        };
-        let train = pick(&s.train);
-        let dev = pick(&s.dev);
-        let dev_noisy = dev.iter().map(noisy_of).collect();
-        let train_noisy = train.iter().map(noisy_of).collect();
-        Ok(Self {
+        let by_row: BTreeMap<usize, &ReviewStack> =
+            labeled.rows.iter().map(|r| (r.row, r)).collect();
+        let folds = careful_folds(&careful.labels, split);
+        let mut rows = Self {
             category,
-            train,
-            dev,
-            dev_noisy,
-            train_noisy,
-            train_folds,
-        })
+            train: Vec::new(),
+            dev: Vec::new(),
+            dev_noisy: Vec::new(),
+            train_noisy: Vec::new(),
+            train_folds: Vec::new(),
+        };
+        for (label, fold) in careful.labels.iter().zip(folds) {
+            let noisy = *by_row.get(&label.row).with_context(|| {
+                format!(
+                    "{}: row {} is not in {}",
+                    careful.path.display(),
+                    label.row,
+                    labeled.path.display()
+                )
+            })?;
+            let stack = ReviewStack {
+                row: label.row,
+                reviews: noisy.reviews.clone(),
+                tags: label.tags.clone(),
+            };
+            if fold == split.dev_fold {
+                rows.dev.push(stack);
+                rows.dev_noisy.push(noisy.clone());
+            } else {
+                rows.train.push(stack);
+                rows.train_noisy.push(noisy.clone());
+                rows.train_folds.push(fold);
+            }
+        }
+        Ok(rows)
     }
 }
 

@@ -42,6 +42,23 @@ pub fn project() -> Project {
     Project::at(root.parent().map(PathBuf::from).unwrap_or(root))
 }
 
+/// `target/crossfit/`: where `cargo xtask train` puts the cross-fitted adapters and
+/// `cargo xtask calibrate` reads them by default.
+pub fn default_crossfit_dir(project: &Project) -> PathBuf {
+    project.root().join("target").join("crossfit")
+}
+
+/// An adapter directory's `metrics.json` as JSON, with its path (for messages and for
+/// writing it back).
+pub fn read_metrics(dir: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)> {
+    let path = dir.join(lamoda_inference::format::METRICS_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok((path, value))
+}
+
 /// Reads the reviews of `--reviews FILE`: one review per line, blank lines skipped.
 pub fn read_reviews(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)

@@ -13,11 +13,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, train_dev_split};
 use lamoda_inference::Tagger;
-use lamoda_inference::format::{CAREFUL_FILE, METRICS_FILE, THRESHOLDS_FILE};
+use lamoda_inference::format::{CAREFUL_FILE, THRESHOLDS_FILE};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category_with};
 
 use crate::careful::{CarefulRows, Figures, careful_dev};
-use crate::common::{DataRootArgs, project};
+use crate::common::{DataRootArgs, project, read_metrics};
 use crate::eval::tagger_metrics;
 
 /// Arguments of `cargo xtask reproduce`.
@@ -51,11 +51,7 @@ pub struct ReproduceArgs {
 /// The dev micro-F1 an adapter directory records: with its saved thresholds when it has
 /// them (that is how it predicts), else at the default threshold.
 fn recorded_micro_f1(dir: &Path) -> anyhow::Result<f64> {
-    let path = dir.join(METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let (path, value) = read_metrics(dir)?;
     let key = if dir.join(THRESHOLDS_FILE).is_file() {
         "tuned"
     } else {
@@ -245,11 +241,7 @@ fn recorded_careful(dir: &Path) -> anyhow::Result<Option<Figures>> {
     if !dir.join(CAREFUL_FILE).is_file() {
         return Ok(None);
     }
-    let path = dir.join(METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let (path, value) = read_metrics(dir)?;
     let figures =
         serde_json::from_value(value["careful"]["dev"]["model"].clone()).with_context(|| {
             format!(
@@ -290,8 +282,7 @@ fn recalibrate(
         None => lamoda_inference::Bundle::open(shipped)?.default_base_dir(),
     };
     let tagger = Tagger::open(&bundle, Some(&base_dir))?;
-    let settings: lamoda_trainer::CalibrationSettings =
-        lamoda_data::read_toml(&project.root().join("configs").join("calibration.toml"))?;
+    let settings = crate::calibrate::load_settings(project, None)?;
     let pool = project.pool(category)?;
     crate::calibrate::calibrate_category(
         &tagger,

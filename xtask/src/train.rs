@@ -110,7 +110,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let crossfit_dir = args
         .crossfit_dir
         .clone()
-        .unwrap_or_else(|| project.root().join("target").join("crossfit"));
+        .unwrap_or_else(|| crate::common::default_crossfit_dir(&project));
     let careful_split = project.careful_split()?;
     let mut jobs: Vec<Job> = Vec::new();
     let mut fold_dirs = std::collections::BTreeSet::new();
@@ -372,7 +372,7 @@ fn retune(
     rows: &lamoda_data::LabeledSet,
     progress: Progress,
 ) -> anyhow::Result<String> {
-    use lamoda_inference::format::{METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE};
+    use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE};
     let dir = out.join(category.name());
     let mut adapter = lamoda_inference::Adapter::load_encoder(&dir, base)
         .with_context(|| format!("loading the `{category}` adapter"))?;
@@ -422,11 +422,7 @@ fn retune(
         frozen,
         &config,
     )?;
-    let metrics_path = dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&metrics_path)
-        .with_context(|| format!("reading {}", metrics_path.display()))?;
-    let mut metrics: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", metrics_path.display()))?;
+    let (metrics_path, mut metrics) = crate::common::read_metrics(&dir)?;
     metrics["dev"] = serde_json::to_value(&finished.dev)?;
     metrics["tuned"] = serde_json::to_value(&finished.tuned)?;
     metrics["branches"] = serde_json::to_value(&finished.branches)?;

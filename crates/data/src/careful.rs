@@ -61,23 +61,6 @@ impl CarefulSet {
     pub fn rows(&self) -> BTreeSet<usize> {
         self.labels.iter().map(|l| l.row).collect()
     }
-
-    /// The labelled products joined to their reviews in `labeled` (the rows of the
-    /// same category's `labeled/<category>.csv`): each a [`ReviewStack`] whose `tags` are
-    /// the careful ones. `None` when a row is not in `labeled`.
-    pub fn stacks(&self, labeled: &[ReviewStack]) -> Option<Vec<ReviewStack>> {
-        self.labels
-            .iter()
-            .map(|l| {
-                let stack = labeled.iter().find(|r| r.row == l.row)?;
-                Some(ReviewStack {
-                    row: l.row,
-                    reviews: stack.reviews.clone(),
-                    tags: l.tags.clone(),
-                })
-            })
-            .collect()
-    }
 }
 
 /// Reads `careful`, a careful-label file of `category`, checking every line against

@@ -167,7 +167,7 @@ impl CarefulCalibration {
         &self,
         pool: &EtalonPool,
         probabilities: &[f32],
-        reviews: &[Vec<f32>],
+        reviews: &[&[f32]],
         config: &DecodeConfig,
     ) -> Vec<usize> {
         let mentions = |t: usize| {
@@ -193,7 +193,7 @@ impl CarefulCalibration {
 
     /// Each tag's calibrated probability for one product: `product` holds its raw
     /// probabilities (pool order), `reviews` each read review's own.
-    pub fn probabilities(&self, product: &[f32], reviews: &[Vec<f32>]) -> Vec<f32> {
+    pub fn probabilities(&self, product: &[f32], reviews: &[&[f32]]) -> Vec<f32> {
         (0..product.len().min(self.tags.len()))
             .map(|t| {
                 let per_review: Vec<f32> = reviews
@@ -246,13 +246,13 @@ mod tests {
     #[test]
     fn identity_weights_give_back_the_raw_probability_and_tag_bias_shifts_it() {
         let mut c = calibration(2);
-        let p = c.probabilities(&[0.8, 0.3], &[vec![0.9, 0.1]]);
+        let p = c.probabilities(&[0.8, 0.3], &[&[0.9, 0.1]]);
         assert!(
             (p[0] - 0.8).abs() < 1e-5 && (p[1] - 0.3).abs() < 1e-5,
             "{p:?}"
         );
         c.tag_bias[1] = -20.0;
-        let p = c.probabilities(&[0.8, 0.3], &[vec![0.9, 0.1]]);
+        let p = c.probabilities(&[0.8, 0.3], &[&[0.9, 0.1]]);
         assert!(p[1] < 1e-6, "{p:?}");
     }
 

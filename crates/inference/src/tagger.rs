@@ -456,7 +456,7 @@ impl Tagger {
         // supports a tag at its fixed support threshold; without one, on the adapter's, and
         // the decoding threshold is also the support threshold.
         let calibrated: Option<Vec<f32>> = model.careful.as_ref().map(|careful| {
-            let reviews: Vec<Vec<f32>> = scores.reviews.iter().map(|r| r.scores.clone()).collect();
+            let reviews: Vec<&[f32]> = scores.reviews.iter().map(|r| r.scores.as_slice()).collect();
             careful.probabilities(&scores.product, &reviews)
         });
         let probabilities: &[f32] = calibrated.as_deref().unwrap_or(&scores.product);

@@ -186,9 +186,9 @@ pub fn fit_calibration(
             oof[i] = design.probabilities(&w, i);
         }
     }
-    let reviews: Vec<Vec<Vec<f32>>> = scores
+    let reviews: Vec<Vec<&[f32]>> = scores
         .iter()
-        .map(|s| s.reviews.iter().map(|r| r.scores.clone()).collect())
+        .map(|s| s.reviews.iter().map(|r| r.scores.as_slice()).collect())
         .collect();
     let w = design.fit(&(0..rows.len()).collect::<Vec<_>>(), settings.l2);
     let mut calibration = design.calibration(&w, pool, settings, rows.len());
@@ -492,14 +492,10 @@ mod tests {
         let refs: Vec<&ReviewStack> = rows.iter().collect();
         let fit =
             fit_calibration(&pool, &refs, &all, &CalibrationSettings::default()).expect("fit");
-        let p = fit
-            .calibration
-            .probabilities(&[0.9, 0.81], &[vec![0.9, 0.81]]);
+        let p = fit.calibration.probabilities(&[0.9, 0.81], &[&[0.9, 0.81]]);
         assert!((p[0] - 0.1).abs() < 0.05, "{p:?}");
         assert!(p[1] > 0.9, "{p:?}");
-        let q = fit
-            .calibration
-            .probabilities(&[0.9, 0.2], &[vec![0.9, 0.2]]);
+        let q = fit.calibration.probabilities(&[0.9, 0.2], &[&[0.9, 0.2]]);
         assert!(q[1] < 0.1, "{q:?}");
         // Out of fold, the best threshold shows Лёгкая alone: precision 1.
         let best = fit
