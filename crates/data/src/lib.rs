@@ -12,6 +12,7 @@ mod error;
 mod etalon;
 mod labeled;
 mod products;
+mod reviewed;
 mod routing;
 mod split;
 mod table;
@@ -26,6 +27,7 @@ pub use products::{
     Product, TagMapping, TagPool, load_products, load_tag_mappings, load_tag_pools,
     load_test_examples,
 };
+pub use reviewed::{ReviewedLabel, ReviewedLine, load_reviewed, reviews_sha256};
 pub use routing::{Route, Routing};
 pub use split::{Split, SplitConfig, kfold, train_dev_split};
 
