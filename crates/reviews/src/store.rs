@@ -177,6 +177,28 @@ impl ReviewStore {
         })
     }
 
+    /// A store in memory, gone when dropped (a server started without a file, in tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            action: "cannot open it",
+            source,
+        })?;
+        for step in MIGRATIONS {
+            conn.execute_batch(step)
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    action: "cannot create its schema",
+                    source,
+                })?;
+        }
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path

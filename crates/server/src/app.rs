@@ -49,6 +49,9 @@ pub enum ServerError {
     /// The product table could not be read.
     #[error(transparent)]
     Products(#[from] lamoda_data::DataError),
+    /// The review store could not be opened or read.
+    #[error(transparent)]
+    Reviews(#[from] lamoda_reviews::StoreError),
     /// The model could not be loaded.
     #[error("cannot load the model: {0}")]
     Model(Box<lamoda_inference::InferenceError>),
@@ -76,6 +79,10 @@ pub(crate) struct Inner {
     pub model: OnceLock<Loaded>,
     pub products: Products,
     pub metrics: Metrics,
+    /// The reviewers' judgments.
+    pub reviews: Arc<lamoda_reviews::ReviewStore>,
+    /// The review queue's ranking.
+    pub ranking: crate::reviews::Ranking,
     permits: Arc<Semaphore>,
     cache: Mutex<LruCache<(String, Vec<String>), Scores>>,
 }
@@ -119,17 +126,25 @@ impl Drop for InFlight {
 }
 
 impl AppState {
-    fn new(config: ServerConfig, products: Products) -> Self {
+    fn new(
+        config: ServerConfig,
+        products: Products,
+        reviews: lamoda_reviews::ReviewStore,
+    ) -> Result<Self, ServerError> {
         let cache = NonZeroUsize::new(config.cache_entries).unwrap_or(NonZeroUsize::MIN);
         let permits = Arc::new(Semaphore::new(config.limits.max_in_flight));
-        Self(Arc::new(Inner {
+        let metrics = Metrics::new();
+        metrics.stored_judgments(&reviews.counts()?);
+        Ok(Self(Arc::new(Inner {
             config,
             model: OnceLock::new(),
             products,
-            metrics: Metrics::new(),
+            metrics,
+            reviews: Arc::new(reviews),
+            ranking: crate::reviews::Ranking::default(),
             permits,
             cache: Mutex::new(LruCache::new(cache)),
-        }))
+        })))
     }
 
     pub(crate) fn limits(&self) -> &Limits {
@@ -181,7 +196,7 @@ impl AppState {
     }
 
     /// Scores `requests` (cached ones from the cache, the rest through the queue), in order.
-    async fn score(
+    pub(crate) async fn score(
         &self,
         requests: Vec<lamoda_inference::Request>,
     ) -> Result<Vec<Scores>, ApiError> {
@@ -237,6 +252,15 @@ impl AppState {
         skus: Vec<Option<String>>,
         requests: Vec<lamoda_inference::Request>,
     ) -> Result<Vec<TagResponse>, ApiError> {
+        Ok(self.tag_with_predictions(skus, requests).await?.1)
+    }
+
+    /// [`Self::tag`], with the decoded predictions beside the answers.
+    pub(crate) async fn tag_with_predictions(
+        &self,
+        skus: Vec<Option<String>>,
+        requests: Vec<lamoda_inference::Request>,
+    ) -> Result<(Vec<lamoda_inference::Prediction>, Vec<TagResponse>), ApiError> {
         let loaded = self.loaded()?;
         let Ok(permit) = self.0.permits.clone().try_acquire_owned() else {
             self.0.metrics.rejection("overloaded");
@@ -245,18 +269,21 @@ impl AppState {
         let _in_flight = InFlight::new(self.clone(), permit);
         let options: Vec<_> = requests.iter().map(|r| r.options).collect();
         let scores = self.score(requests).await?;
-        scores
-            .iter()
-            .zip(options)
-            .zip(skus)
-            .map(|((s, o), sku)| {
-                let prediction = loaded
-                    .tagger
-                    .decode(s, &o)
-                    .map_err(|e| ApiError::invalid_request(e.to_string(), None))?;
-                Ok(TagResponse::new(sku, prediction, loaded.model.clone()))
-            })
-            .collect()
+        let mut predictions = Vec::with_capacity(scores.len());
+        let mut answers = Vec::with_capacity(scores.len());
+        for ((s, o), sku) in scores.iter().zip(options).zip(skus) {
+            let prediction = loaded
+                .tagger
+                .decode(s, &o)
+                .map_err(|e| ApiError::invalid_request(e.to_string(), None))?;
+            answers.push(TagResponse::new(
+                sku,
+                prediction.clone(),
+                loaded.model.clone(),
+            ));
+            predictions.push(prediction);
+        }
+        Ok((predictions, answers))
     }
 }
 
@@ -269,6 +296,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/model", get(get_model))
         .route("/v1/products", get(get_products))
         .route("/v1/products/{sku}", get(get_product))
+        .route(
+            "/v1/reviews",
+            post(crate::reviews::post_review).get(crate::reviews::get_reviews),
+        )
+        .route("/v1/reviews/queue", get(crate::reviews::get_queue))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(api)
@@ -739,7 +771,11 @@ pub async fn serve(
         Some(path) => Products::load(path)?,
         None => Products::default(),
     };
-    let state = AppState::new(config.clone(), products);
+    let reviews = match &config.reviews_db {
+        Some(path) => lamoda_reviews::ReviewStore::open(path)?,
+        None => lamoda_reviews::ReviewStore::open_in_memory()?,
+    };
+    let state = AppState::new(config.clone(), products, reviews)?;
     let (failed_tx, failed_rx) = oneshot::channel::<ServerError>();
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -805,12 +841,16 @@ pub fn app_main(args: &crate::config::ServeArgs) -> Result<(), ServerError> {
                 })?;
         let addr = listener.local_addr()?;
         tracing::info!(
-            "listening on http://{addr} (model {}, products {}); loading the model",
+            "listening on http://{addr} (model {}, products {}, reviews {}); loading the model",
             config.model.display(),
             config
                 .products
                 .as_ref()
-                .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+                .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
+            config
+                .reviews_db
+                .as_ref()
+                .map_or_else(|| "in memory".to_owned(), |p| p.display().to_string())
         );
         serve(config, listener, shutdown_signal()).await
     })

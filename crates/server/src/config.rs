@@ -86,6 +86,12 @@ pub struct ServeArgs {
     /// Scored products kept for re-decoding without the encoder.
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub cache_entries: usize,
+    /// The review store (SQLite; created on first use) where `/review` and
+    /// `POST /v1/reviews` keep the reviewers' judgments [default:
+    /// $XDG_DATA_HOME/lamoda-tags/reviews.sqlite, else
+    /// ~/.local/share/lamoda-tags/reviews.sqlite].
+    #[arg(long, value_name = "PATH", env = "LAMODA_REVIEWS_DB")]
+    pub reviews_db: Option<PathBuf>,
     /// The request limits.
     #[command(flatten)]
     pub limits: Limits,
@@ -118,6 +124,24 @@ pub enum ConfigError {
     /// An empty API key.
     #[error("the API key is empty (give a non-blank --api-key or LAMODA_API_KEY, or none)")]
     EmptyApiKey,
+    /// No place for the review store.
+    #[error(
+        "no place for the review store: give --reviews-db PATH (neither XDG_DATA_HOME nor \
+         HOME is set)"
+    )]
+    NoReviewsDb,
+}
+
+/// The review store's default file: `$XDG_DATA_HOME/lamoda-tags/reviews.sqlite`, else
+/// `$HOME/.local/share/lamoda-tags/reviews.sqlite`.
+pub fn default_reviews_db() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
+        })?;
+    Some(data.join("lamoda-tags").join("reviews.sqlite"))
 }
 
 /// Checked settings.
@@ -135,6 +159,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Scored products cached.
     pub cache_entries: usize,
+    /// The review store's file; in memory (lost at exit) when `None`.
+    pub reviews_db: Option<PathBuf>,
     /// The limits.
     pub limits: Limits,
 }
@@ -180,6 +206,10 @@ impl ServerConfig {
             products,
             api_key,
             cache_entries: args.cache_entries,
+            reviews_db: Some(match &args.reviews_db {
+                Some(path) => path.clone(),
+                None => default_reviews_db().ok_or(ConfigError::NoReviewsDb)?,
+            }),
             limits: args.limits,
         };
         config.validate()?;
@@ -195,6 +225,7 @@ impl ServerConfig {
             products: None,
             api_key: None,
             cache_entries: 2048,
+            reviews_db: None,
             limits: Limits::default(),
         }
     }

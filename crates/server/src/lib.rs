@@ -29,6 +29,7 @@ mod metrics;
 pub mod openapi;
 mod products;
 pub mod queue;
+pub mod reviews;
 
 pub use app::{RunningServer, ServerError, app_main, serve, start};
 pub use config::{Limits, ServeArgs, ServerConfig};

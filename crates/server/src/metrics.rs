@@ -21,6 +21,17 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    category: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -38,6 +49,8 @@ pub struct Metrics {
     rejections: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
     model_loaded: Gauge,
+    judgments: Family<CategoryLabels, Counter>,
+    verdicts: Family<VerdictLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,7 +100,22 @@ impl Metrics {
             "1 once the model is loaded",
             model_loaded.clone(),
         );
+        let judgments = Family::<CategoryLabels, Counter>::default();
+        let verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "review_judgments",
+            "Reviewers' judgments in the review store, by category",
+            judgments.clone(),
+        );
+        registry.register(
+            "review_verdicts",
+            "Tag verdicts in the review store, by category and verdict (accepted, rejected, \
+             added, missing)",
+            verdicts.clone(),
+        );
         Self {
+            judgments,
+            verdicts,
             registry,
             requests,
             latency,
@@ -136,6 +164,48 @@ impl Metrics {
     /// The model is loaded.
     pub fn loaded(&self) {
         self.model_loaded.set(1);
+    }
+
+    /// The judgments already in the review store at start.
+    pub fn stored_judgments(&self, counts: &lamoda_reviews::Counts) {
+        for (category, n) in &counts.judgments {
+            self.judgments
+                .get_or_create(&CategoryLabels {
+                    category: category.name().to_owned(),
+                })
+                .inc_by(*n);
+        }
+        for ((category, verdict), n) in &counts.verdicts {
+            self.verdicts
+                .get_or_create(&VerdictLabels {
+                    category: category.name().to_owned(),
+                    verdict: verdict.name().to_owned(),
+                })
+                .inc_by(*n);
+        }
+    }
+
+    /// One judgment stored.
+    pub fn judgment(&self, j: &lamoda_reviews::Judgment) {
+        let category = j.category.name().to_owned();
+        self.judgments
+            .get_or_create(&CategoryLabels {
+                category: category.clone(),
+            })
+            .inc();
+        for (verdict, n) in [
+            (lamoda_reviews::Verdict::Accepted, j.accepted.len()),
+            (lamoda_reviews::Verdict::Rejected, j.rejected.len()),
+            (lamoda_reviews::Verdict::Added, j.added.len()),
+            (lamoda_reviews::Verdict::Missing, j.missing.len()),
+        ] {
+            self.verdicts
+                .get_or_create(&VerdictLabels {
+                    category: category.clone(),
+                    verdict: verdict.name().to_owned(),
+                })
+                .inc_by(n as u64);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -57,6 +57,16 @@ impl Products {
         self.rows.is_empty()
     }
 
+    /// Every product, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = &Product> {
+        self.rows.iter()
+    }
+
+    /// Every SKU, in table order.
+    pub fn skus(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|p| p.sku.as_str())
+    }
+
     /// The product of `sku`.
     pub fn get(&self, sku: &str) -> Option<&Product> {
         self.by_sku.get(sku).map(|&i| &self.rows[i])

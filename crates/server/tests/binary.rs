@@ -15,6 +15,10 @@ fn server(args: &[&str]) -> Command {
     cmd.args(args)
         .env_remove("LAMODA_DATA")
         .env_remove("LAMODA_API_KEY")
+        .env(
+            "LAMODA_REVIEWS_DB",
+            std::env::temp_dir().join("lamoda-server-binary-test.sqlite"),
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
