@@ -5,7 +5,10 @@
 //! - `/`: the product table, filtered by good type, searched by name or SKU, in pages;
 //! - `/products/{sku}`: its reviews, its tags with probabilities and mentions, the
 //!   evidence highlighted in the reviews, the table's own tags behind a toggle;
-//! - `/tag`: tag one's own reviews for a chosen good type.
+//! - `/tag`: tag one's own reviews for a chosen good type;
+//! - `/review`: the review queue: one product at a time, each suggested tag accepted or
+//!   rejected, pool tags added, missing properties named, with keyboard shortcuts; the
+//!   judgments go to `POST /v1/reviews`.
 
 use std::collections::HashMap;
 
@@ -29,6 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(list))
         .route("/products/{sku}", get(product))
         .route("/tag", get(own_text))
+        .route("/review", get(review))
         .route(
             "/static/app.js",
             get(|| async { asset("text/javascript", APP_JS) }),
@@ -76,6 +80,7 @@ fn page(title: &str, state: &AppState, data: PageData<'_>, content: Markup) -> H
                         nav {
                             a href="/" { "Products" }
                             a href="/tag" { "Tag your text" }
+                            a href="/review" { "Review" }
                         }
                     }
                     @if key_needed {
@@ -270,6 +275,61 @@ async fn own_text(State(state): State<AppState>) -> Html<String> {
         &state,
         PageData {
             kind: "tag",
+            ..PageData::default()
+        },
+        content,
+    )
+}
+
+async fn review(State(state): State<AppState>) -> Html<String> {
+    let categories: Vec<&str> = lamoda_data::Category::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    let content = html! {
+        h1 { "Review queue" }
+        p.meta { "Check the model's tags against the reviews: accept what a review clearly states, reject the rest, add what it missed. Each judgment is kept and becomes training data (" code { "cargo xtask review export" } ")." }
+        form id="review-setup" class="filters" {
+            label for="reviewer" { "Reviewer" }
+            input id="reviewer" name="reviewer" autocomplete="nickname" placeholder="Your name" required;
+            label for="review-category" { "Category" }
+            select id="review-category" name="category" {
+                option value="" { "All" }
+                @for c in &categories { option value=(c) { (c) } }
+            }
+        }
+        ul id="progress" class="progress" {}
+        p id="status" class="status" { "Loading the queue…" }
+        section id="review-product" class="panel" hidden {
+            h2 id="review-name" {}
+            p id="review-meta" class="meta" {}
+            ul id="review-tags" class="tags review" {}
+            div.add {
+                label for="review-add" { "Add a pool tag" }
+                select id="review-add" {}
+                button id="review-add-button" type="button" { "Add" }
+            }
+            ul id="review-added" class="tags plain" {}
+            div.add {
+                label for="review-missing" { "Missing from the pool" }
+                input id="review-missing" type="text" placeholder="e.g. Быстро впитывается; Мягкие";
+            }
+            div.actions {
+                button id="review-submit" type="button" { "Save and next (Enter)" }
+                button id="review-skip" type="button" class="secondary" { "Skip (s)" }
+            }
+            p.keys { kbd { "↑" } kbd { "↓" } " or " kbd { "j" } kbd { "k" } " choose a tag · " kbd { "a" } " accept · " kbd { "r" } " reject · " kbd { "A" } " / " kbd { "R" } " all undecided · " kbd { "Enter" } " save and next · " kbd { "s" } " skip" }
+        }
+        h2 { "Reviews" }
+        ol id="reviews" class="reviews" {}
+        h2 { "Judged in this browser" }
+        ul id="review-done" class="done" {}
+    };
+    page(
+        "Review",
+        &state,
+        PageData {
+            kind: "review",
             ..PageData::default()
         },
         content,

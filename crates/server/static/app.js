@@ -1,5 +1,6 @@
 // Lamoda Tags explorer: asks the API for tags and renders them with their evidence.
-// Pages: data-page="product" (GET /v1/products/{sku}) and data-page="tag" (POST /v1/tags).
+// Pages: data-page="product" (GET /v1/products/{sku}), data-page="tag" (POST /v1/tags) and
+// data-page="review" (GET /v1/reviews/queue, POST /v1/reviews).
 "use strict";
 
 const body = document.body;
@@ -162,5 +163,206 @@ function tagPage() {
   form.addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
 }
 
+// The review queue: one product at a time; each suggested tag is accepted or rejected,
+// pool tags added, missing properties named; the reviewer's name, the products skipped
+// and the ones judged here are kept in the browser.
+function reviewPage() {
+  const REVIEWER = "lamodaTagsReviewer";
+  const DONE = "lamodaTagsReviewed";
+  const SKIPPED = "lamodaTagsSkipped";
+  const who = document.getElementById("reviewer");
+  const category = document.getElementById("review-category");
+  const section = document.getElementById("review-product");
+  const tagList = document.getElementById("review-tags");
+  const addSelect = document.getElementById("review-add");
+  const addedList = document.getElementById("review-added");
+  const missing = document.getElementById("review-missing");
+  const load = (k) => { try { return JSON.parse(localStorage.getItem(k)) || []; } catch (_) { return []; } };
+  const skipped = new Set(JSON.parse(sessionStorage.getItem(SKIPPED) || "[]"));
+  let pools = null;
+  let queue = [];
+  let item = null;
+  let verdicts = new Map();
+  let added = [];
+  let cursor = 0;
+  who.value = localStorage.getItem(REVIEWER) || "";
+  who.addEventListener("input", () => localStorage.setItem(REVIEWER, who.value.trim()));
+
+  function renderDone() {
+    const list = document.getElementById("review-done");
+    list.replaceChildren(...load(DONE).map((d) =>
+      el("li", { "data-sku": d.sku }, el("a", { href: "/products/" + encodeURIComponent(d.sku) }, d.sku),
+        " · " + d.category + " · " + d.kept + " tags kept")));
+  }
+
+  function renderProgress(progress) {
+    const list = document.getElementById("progress");
+    list.replaceChildren(...progress.map((p) =>
+      el("li", { "data-category": p.category },
+        el("strong", {}, p.category), " " + p.done + " done · " + p.left + " left")));
+  }
+
+  function renderTags() {
+    const tags = item.prediction.tags;
+    tagList.replaceChildren(...tags.map((t, i) => {
+      const v = verdicts.get(t.tag) || "";
+      const accept = el("button", { type: "button", class: "accept", title: "Accept (a)" }, "✓");
+      const reject = el("button", { type: "button", class: "reject", title: "Reject (r)" }, "✗");
+      accept.addEventListener("click", () => { cursor = i; decide("accepted"); });
+      reject.addEventListener("click", () => { cursor = i; decide("rejected"); });
+      return el("li", { class: "tag " + v + (i === cursor ? " current" : ""), "data-tag": t.tag, "data-verdict": v },
+        el("span", { class: "name" }, t.tag),
+        el("span", { class: "p" }, t.probability.toFixed(2)),
+        el("span", { class: "mentions" }, t.mentions + (t.mentions === 1 ? " mention" : " mentions")),
+        el("span", { class: "verdict" }, accept, reject));
+    }));
+    if (tags.length === 0) {
+      tagList.append(el("li", { class: "none" }, el("span", { class: "name" }, "No tag suggested: add what the reviews clearly state")));
+    }
+    addedList.replaceChildren(...added.map((t) => {
+      const remove = el("button", { type: "button", class: "secondary", title: "Remove" }, "×");
+      remove.addEventListener("click", () => { added = added.filter((a) => a !== t); renderTags(); });
+      return el("li", { class: "tag added", "data-tag": t }, el("span", { class: "name" }, "+ " + t), remove);
+    }));
+    const suggested = new Set(tags.map((t) => t.tag));
+    const pool = (pools && pools[item.category]) || [];
+    addSelect.replaceChildren(el("option", { value: "" }, "—"),
+      ...pool.filter((t) => !suggested.has(t) && !added.includes(t)).map((t) => el("option", { value: t }, t)));
+  }
+
+  function show() {
+    item = queue.find((q) => !skipped.has(q.sku)) || null;
+    verdicts = new Map();
+    added = [];
+    cursor = 0;
+    missing.value = "";
+    const reviews = document.getElementById("reviews");
+    if (!item) {
+      section.hidden = true;
+      reviews.replaceChildren();
+      status("Nothing left to review" + (category.value ? " in " + category.value : "") + ".");
+      return;
+    }
+    section.hidden = false;
+    section.dataset.sku = item.sku;
+    document.getElementById("review-name").textContent = item.name || item.sku;
+    document.getElementById("review-meta").textContent =
+      item.sku + " · " + item.good_type + " → " + item.category + " · " + item.reason;
+    reviews.replaceChildren(...item.reviews.map((r, i) =>
+      el("li", { id: "review-" + i }, el("p", { class: "text" }, r), el("div", { class: "marks" }))));
+    item.prediction.tags.forEach((t, k) => t.evidence.forEach((e) => {
+      const li = document.getElementById("review-" + e.review);
+      if (!li) return;
+      li.classList.add("evidence");
+      li.querySelector(".marks").append(el("span", { class: "mark mark-" + (k % 6) }, t.tag + " " + e.score.toFixed(2)));
+    }));
+    renderTags();
+    status("Decide each suggested tag, then save.");
+  }
+
+  function decide(verdict, all) {
+    if (!item) return;
+    const tags = item.prediction.tags;
+    if (all) {
+      tags.forEach((t) => { if (!verdicts.has(t.tag)) verdicts.set(t.tag, verdict); });
+    } else if (tags[cursor]) {
+      verdicts.set(tags[cursor].tag, verdict);
+      const next = tags.findIndex((t, i) => i > cursor && !verdicts.has(t.tag));
+      if (next >= 0) cursor = next;
+    }
+    renderTags();
+  }
+
+  async function refill() {
+    const q = new URLSearchParams({ limit: "10" });
+    if (category.value) q.set("category", category.value);
+    try {
+      const data = await api("/v1/reviews/queue?" + q, { headers: headers() });
+      queue = data.items;
+      renderProgress(data.progress);
+      show();
+    } catch (e) {
+      status(e.message, true);
+    }
+  }
+
+  async function submit() {
+    if (!item) return;
+    const reviewer = who.value.trim();
+    if (!reviewer) { status("Write your name first: each judgment is kept with its reviewer.", true); who.focus(); return; }
+    const open = item.prediction.tags.filter((t) => !verdicts.has(t.tag));
+    if (open.length > 0) { status("Accept or reject every suggested tag first (" + open.length + " left).", true); return; }
+    const pick = (v) => [...verdicts].filter(([, x]) => x === v).map(([t]) => t);
+    const judgment = {
+      sku: item.sku, good_type: item.good_type, reviewer,
+      accepted: pick("accepted"), rejected: pick("rejected"), added,
+      missing: missing.value.split(/[;\n]/).map((m) => m.trim()).filter((m) => m.length > 0),
+    };
+    try {
+      await api("/v1/reviews", {
+        method: "POST",
+        headers: headers({ "Content-Type": "application/json" }),
+        body: JSON.stringify(judgment),
+      });
+    } catch (e) {
+      status(e.message, true);
+      return;
+    }
+    const done = load(DONE).filter((d) => d.sku !== item.sku);
+    done.unshift({ sku: item.sku, category: item.category, kept: judgment.accepted.length + added.length });
+    localStorage.setItem(DONE, JSON.stringify(done.slice(0, 20)));
+    renderDone();
+    status("Saved " + item.sku + ".");
+    await refill();
+  }
+
+  function skip() {
+    if (!item) return;
+    skipped.add(item.sku);
+    sessionStorage.setItem(SKIPPED, JSON.stringify([...skipped]));
+    show();
+    if (!item) refill();
+  }
+
+  document.getElementById("review-add-button").addEventListener("click", () => {
+    if (addSelect.value && !added.includes(addSelect.value)) added.push(addSelect.value);
+    renderTags();
+  });
+  document.getElementById("review-submit").addEventListener("click", submit);
+  document.getElementById("review-skip").addEventListener("click", skip);
+  document.getElementById("review-setup").addEventListener("submit", (e) => e.preventDefault());
+  category.addEventListener("change", refill);
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (e.key === "Escape" && typing) { document.activeElement.blur(); return; }
+    if (e.key === "Enter" && (!typing || document.activeElement === missing)) { e.preventDefault(); submit(); return; }
+    if (typing || !item) return;
+    const n = item.prediction.tags.length;
+    if (e.key === "a") decide("accepted");
+    else if (e.key === "r") decide("rejected");
+    else if (e.key === "A") decide("accepted", true);
+    else if (e.key === "R") decide("rejected", true);
+    else if (e.key === "s") skip();
+    else if ((e.key === "ArrowDown" || e.key === "j") && n > 0) { cursor = Math.min(n - 1, cursor + 1); renderTags(); }
+    else if ((e.key === "ArrowUp" || e.key === "k") && n > 0) { cursor = Math.max(0, cursor - 1); renderTags(); }
+    else return;
+    e.preventDefault();
+  });
+  refresh = async () => {
+    try {
+      const data = await api("/v1/categories", { headers: headers() });
+      pools = Object.fromEntries(data.categories.map((c) => [c.name, c.tags]));
+    } catch (e) {
+      status(e.message, true);
+      return;
+    }
+    await refill();
+  };
+  renderDone();
+  refresh();
+}
+
 if (body.dataset.page === "product") productPage();
+if (body.dataset.page === "review") reviewPage();
 if (body.dataset.page === "tag") tagPage();

@@ -2,11 +2,13 @@
 //! would use it, on the shipped bundle and the reference product table: filter by good
 //! type, search, open a product, see its tags with mentions and the evidence highlighted,
 //! move the threshold (re-decoded without a reload), show the dataset's tags, tag one's
-//! own text; screenshots at desktop and phone width go to `target/e2e/`.
+//! own text; and, on the tiny fixture bundle, a reviewer working through the review queue
+//! with the keyboard. Screenshots at desktop and phone width go to `target/e2e/`.
 //!
 //! Needs `chromedriver` and `chromium` (Debian's `chromium-driver` and `chromium`; or
-//! `CHROMEDRIVER` / `CHROMIUM`), the base in `models/e5-small` and `LAMODA_DATA`. Without
-//! them it skips with a note, unless `LAMODA_REQUIRE_BROWSER=1` (CI), where it fails.
+//! `CHROMEDRIVER` / `CHROMIUM`); the explorer's test also the base in `models/e5-small` and
+//! `LAMODA_DATA`. Without them a test skips with a note, unless `LAMODA_REQUIRE_BROWSER=1`
+//! (CI), where it fails.
 
 mod common;
 
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 
@@ -40,14 +43,28 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// What the test needs, or why it cannot run.
-fn setup() -> Result<(PathBuf, PathBuf, PathBuf), String> {
+/// chromedriver and chromium, or why the tests cannot run.
+fn browser_paths() -> Result<(PathBuf, PathBuf), String> {
     let driver = which("CHROMEDRIVER", &["/usr/bin/chromedriver"]).ok_or("no chromedriver")?;
     let browser = which(
         "CHROMIUM",
         &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
     )
     .ok_or("no chromium")?;
+    Ok((driver, browser))
+}
+
+/// Skips (or, with `LAMODA_REQUIRE_BROWSER=1`, fails) for `why`.
+fn skip_or_fail(why: String) {
+    if std::env::var("LAMODA_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("LAMODA_REQUIRE_BROWSER=1 but {why}")
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// What the explorer's test needs, or why it cannot run.
+fn setup() -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let (driver, browser) = browser_paths()?;
     if !common::root()
         .join("models/e5-small/model.safetensors")
         .is_file()
@@ -81,31 +98,25 @@ async fn until_url(c: &fantoccini::Client, part: &str) {
     panic!("the page never reached a URL with {part:?}");
 }
 
-/// Saves a screenshot of the page as `dir/name`.
-async fn shot(c: &fantoccini::Client, dir: &Path, name: &str) {
-    let png = c.screenshot().await.expect("screenshot");
-    std::fs::write(dir.join(name), png).expect("write the screenshot");
+/// The text of the element `id`, read again when the page replaced it meanwhile (a
+/// navigation that had not finished when the element was found).
+async fn text_of(c: &fantoccini::Client, id: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(e) = c.find(Locator::Id(id)).await
+            && let Ok(text) = e.text().await
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("#{id} could not be read");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_uses_the_explorer() {
-    let (driver, browser, table) = match setup() {
-        Ok(found) => found,
-        Err(why) if std::env::var("LAMODA_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("LAMODA_REQUIRE_BROWSER=1 but {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-    let mut config = lamoda_server::ServerConfig::local(common::root().join("adapters"));
-    config.products = Some(table);
-    let (server, url) = common::start(config).await;
-
+/// Starts chromedriver and a headless Chromium session on it.
+async fn session(driver: &Path, browser: &Path) -> (Driver, fantoccini::Client) {
     let port = free_port();
-    let _driver = Driver(
-        Command::new(&driver)
+    let process = Driver(
+        Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -119,29 +130,51 @@ async fn a_person_uses_the_explorer() {
         }
     });
     let caps = caps.as_object().cloned().expect("object");
-    let mut browser = None;
     for _ in 0..100 {
         match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps.clone())
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
         {
-            Ok(c) => {
-                browser = Some(c);
-                break;
-            }
+            Ok(c) => return (process, c),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    let c = browser.expect("a WebDriver session");
+    panic!("no WebDriver session");
+}
+
+/// Presses `key` on whatever has the focus, as a keyboard does.
+async fn press(c: &fantoccini::Client, key: char) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await.expect("press a key");
+}
+
+/// Saves a screenshot of the page as `dir/name`.
+async fn shot(c: &fantoccini::Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("write the screenshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_the_explorer() {
+    let (driver, browser, table) = match setup() {
+        Ok(found) => found,
+        Err(why) => return skip_or_fail(why),
+    };
+    let mut config = lamoda_server::ServerConfig::local(common::root().join("adapters"));
+    config.products = Some(table);
+    let (server, url) = common::start(config).await;
+
+    let (_driver, c) = session(&driver, &browser).await;
     let shots = common::root().join("target/e2e");
     std::fs::create_dir_all(&shots).expect("target/e2e");
     let wait = Duration::from_secs(90);
 
     // The product list: filter by good type, then search.
     c.goto(&url).await.expect("open /");
-    let count = c.find(Locator::Id("count")).await.expect("count");
-    let all = count.text().await.expect("text");
+    let all = text_of(&c, "count").await;
     assert!(all.contains("2321 products"), "{all}");
     c.find(Locator::Id("good-type"))
         .await
@@ -156,13 +189,7 @@ async fn a_person_uses_the_explorer() {
         .await
         .expect("click");
     until_url(&c, "good_type=Shoes").await;
-    let shoes = c
-        .find(Locator::Id("count"))
-        .await
-        .expect("count")
-        .text()
-        .await
-        .expect("text");
+    let shoes = text_of(&c, "count").await;
     assert!(shoes.starts_with("160 products"), "{shoes}");
     let search = c.find(Locator::Id("search")).await.expect("search");
     search.send_keys("кроссовки").await.expect("type");
@@ -173,13 +200,7 @@ async fn a_person_uses_the_explorer() {
         .await
         .expect("click");
     until_url(&c, "q=").await;
-    let found = c
-        .find(Locator::Id("count"))
-        .await
-        .expect("count")
-        .text()
-        .await
-        .expect("text");
+    let found = text_of(&c, "count").await;
     assert!(
         !found.starts_with("0 products") && found != shoes,
         "{found}"
@@ -347,4 +368,172 @@ async fn a_person_uses_the_explorer() {
     c.close().await.expect("close the browser");
     server.stop().await.expect("stop");
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// The `data-sku` of the product under review once it is not `previous`.
+async fn product_under_review(c: &fantoccini::Client, previous: Option<&str>) -> String {
+    for _ in 0..600 {
+        let sku = c
+            .execute(
+                "const s = document.getElementById('review-product');
+                 return s.hidden || !document.querySelector('#review-tags li') ? null : s.dataset.sku;",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if let Some(sku) = sku.as_str()
+            && Some(sku) != previous
+        {
+            return sku.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no product to review after {previous:?}");
+}
+
+/// The verdicts shown on the suggested tags, in order.
+async fn verdicts(c: &fantoccini::Client) -> Vec<String> {
+    let v = c
+        .execute(
+            "return [...document.querySelectorAll('#review-tags li.tag')].map(li => li.dataset.verdict);",
+            vec![],
+        )
+        .await
+        .expect("script");
+    serde_json::from_value(v).expect("strings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
+    let (driver, browser) = match browser_paths() {
+        Ok(found) => found,
+        Err(why) => return skip_or_fail(why),
+    };
+    let f = common::fixture();
+    let mut config = common::config(&f);
+    config.reviews_db = Some(f.dir.path().join("reviews.sqlite"));
+    let (server, url) = common::start(config).await;
+    let (_driver, c) = session(&driver, &browser).await;
+    let shots = common::root().join("target/e2e");
+    std::fs::create_dir_all(&shots).expect("target/e2e");
+
+    c.goto(&format!("{url}/review"))
+        .await
+        .expect("open /review");
+    let name = c.find(Locator::Id("reviewer")).await.expect("reviewer");
+    name.send_keys("Вера").await.expect("type the name");
+    c.find(Locator::Id("review-category"))
+        .await
+        .expect("category")
+        .select_by_value("accs")
+        .await
+        .expect("choose accs");
+    let first = product_under_review(&c, None).await;
+    // Leave the form with Escape, then judge with the keyboard only.
+    c.execute(
+        "document.getElementById('review-category').focus();",
+        vec![],
+    )
+    .await
+    .expect("focus");
+    press(&c, '\u{E00C}').await;
+    let n = verdicts(&c).await.len();
+    assert!(n >= 2, "the fixture suggests several tags, got {n}");
+    press(&c, 'a').await;
+    press(&c, 'r').await;
+    let shown = verdicts(&c).await;
+    assert_eq!(&shown[..2], ["accepted", "rejected"], "{shown:?}");
+    // Saving with a tag undecided is refused on the page.
+    press(&c, '\u{E007}').await;
+    let status = text_of(&c, "status").await;
+    assert!(status.contains("every suggested tag"), "{status}");
+    press(&c, 'A').await;
+    shot(&c, &shots, "review-queue.png").await;
+    press(&c, '\u{E007}').await;
+    let second = product_under_review(&c, Some(&first)).await;
+    press(&c, 'R').await;
+    c.find(Locator::Id("review-missing"))
+        .await
+        .expect("missing")
+        .send_keys("Мягкая кожа")
+        .await
+        .expect("type");
+    press(&c, '\u{E007}').await;
+    let third = product_under_review(&c, Some(&second)).await;
+    assert_ne!(third, first);
+
+    // Phone width: nothing scrolls sideways.
+    c.set_window_size(390, 1200).await.expect("phone width");
+    let wide = c
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .expect("scroll width");
+    assert_eq!(
+        wide,
+        json!(false),
+        "the review page scrolls sideways at phone width"
+    );
+    shot(&c, &shots, "review-phone.png").await;
+    c.set_window_size(1280, 1400).await.expect("desktop width");
+
+    // After a reload: the two are done, the name is remembered, the queue moved on.
+    c.refresh().await.expect("reload");
+    let mut progress = String::new();
+    for _ in 0..600 {
+        progress = text_of(&c, "progress").await;
+        if progress.contains("accs 2 done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(progress.contains("accs 2 done · 119 left"), "{progress}");
+    let remembered = c
+        .find(Locator::Id("reviewer"))
+        .await
+        .expect("reviewer")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(remembered.as_deref(), Some("Вера"));
+    let done = text_of(&c, "review-done").await;
+    assert!(done.contains(&first) && done.contains(&second), "{done}");
+    let next = product_under_review(&c, None).await;
+    assert!(next != first && next != second);
+
+    // What the server kept.
+    let client = reqwest::Client::new();
+    let kept: serde_json::Value = client
+        .get(format!("{url}/v1/reviews"))
+        .query(&[("sku", first.as_str())])
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let j = &kept["judgments"][0];
+    assert_eq!(j["reviewer"], "Вера");
+    assert_eq!(j["rejected"].as_array().map(Vec::len), Some(1), "{kept}");
+    assert_eq!(
+        j["accepted"].as_array().map(Vec::len),
+        Some(n - 1),
+        "{kept}"
+    );
+    let kept: serde_json::Value = client
+        .get(format!("{url}/v1/reviews"))
+        .query(&[("sku", second.as_str())])
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(kept["judgments"][0]["missing"], json!(["Мягкая кожа"]));
+    assert_eq!(kept["judgments"][0]["accepted"], json!([]));
+
+    c.close().await.expect("close the browser");
+    server.stop().await.expect("stop");
 }
