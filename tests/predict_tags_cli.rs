@@ -2,10 +2,17 @@
 //! errors, real answers (text and JSON) from a tiny random bundle with adapters for the
 //! repository's bags and accs pools, written by the test; the binary and bundle copied
 //! elsewhere and run from there; batch tagging of a table (batched = one by one, bad rows,
-//! kill and resume, shards).
+//! kill and resume, shards); LLM re-ranking against a scripted chat server (confirming,
+//! falling back on a malformed or slow answer, usage errors).
+
+#[path = "../crates/curation/tests/support/chat_server.rs"]
+mod chat_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use chat_server::{ChatServer, Reply};
 
 use lamoda_data::Category;
 use lamoda_inference::lamoda_model::{default_device, load_hf_dir};
@@ -58,15 +65,24 @@ fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
     (base_dir, model_dir)
 }
 
-/// `predict-tags` with `args`, the model and base variables of the caller's environment
-/// removed.
+/// `predict-tags` with `args`, the model, base and re-ranking key variables of the caller's
+/// environment removed.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
+    run_with_env(args, &[])
+}
+
+/// [`run`] with the variables `env` set.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env_remove("LAMODA_MODEL")
         .env_remove("LAMODA_BASE")
-        .output()
-        .expect("run predict-tags")
+        .env_remove("LAMODA_RERANK_KEY");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run predict-tags")
 }
 
 fn stderr(out: &Output) -> String {
@@ -674,4 +690,214 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn rerank_usage_errors_exit_2_with_one_line() {
+    let url = "http://127.0.0.1:9/v1";
+    let text = ["--text", "Сумка", "--good-type", "Bags"];
+    let with = |extra: &[&str]| {
+        let mut args = text.to_vec();
+        args.extend(extra);
+        run(&args)
+    };
+    let out = with(&["--rerank-url", url]);
+    assert_fails(&out, 2, &["--rerank-model"]);
+    let out = with(&["--rerank-model", "m"]);
+    assert_fails(&out, 2, &["--rerank-url"]);
+    let out = with(&[
+        "--rerank-url",
+        url,
+        "--rerank-model",
+        "m",
+        "--rerank-top-k",
+        "0",
+    ]);
+    assert_fails(&out, 2, &["--rerank-top-k", "0"]);
+    let out = with(&[
+        "--rerank-url",
+        url,
+        "--rerank-model",
+        "m",
+        "--rerank-timeout-s",
+        "0",
+    ]);
+    assert_fails(&out, 2, &["--rerank-timeout-s", "0"]);
+    // A URL the client cannot use: one line naming the flag, before any model is loaded.
+    let out = with(&[
+        "--rerank-url",
+        "https://example.invalid/v1",
+        "--rerank-model",
+        "m",
+    ]);
+    assert_fails(&out, 1, &["--rerank-url", "https is not built in"]);
+    // Not with a table.
+    let out = run(&[
+        "--input",
+        "t.csv",
+        "--out",
+        "o.jsonl",
+        "--rerank-url",
+        url,
+        "--rerank-model",
+        "m",
+    ]);
+    assert_fails(&out, 2, &["--rerank-url", "--input"]);
+    // The key's value never shows in the help.
+    let out = run_with_env(&["--help"], &[("LAMODA_RERANK_KEY", "sekret-key")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("LAMODA_RERANK_KEY"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("sekret-key"), "{}", stdout(&out));
+}
+
+#[test]
+fn reranks_with_a_scripted_chat_server_or_falls_back() {
+    let dir = scratch("rerank");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    let bags = project().pool(Category::Bags).expect("bags pool");
+    let tag = |name: &str| {
+        bags.tags
+            .iter()
+            .find(|t| *t == name)
+            .unwrap_or_else(|| panic!("{name} not in the bags pool"))
+            .clone()
+    };
+    // Our tags are bags.tags[0..3] (0.93, 0.81, 0.64); the rest are at 0.1.
+    let (second, light, heavy) = (bags.tags[1].clone(), tag("Лёгкая"), tag("Тяжёлая"));
+    let answer = vec![
+        heavy.clone(),
+        "Выдуманный тег".to_owned(),
+        light.clone(),
+        second.clone(),
+    ];
+    let confirming = ChatServer::start(move |_| {
+        Reply::Content(serde_json::json!({ "tags": answer }).to_string())
+    });
+    let review = "Удобная лёгкая сумка";
+    let rerank = |url: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "--text",
+            review,
+            "--good-type",
+            "Bags",
+            "--model",
+            &model,
+            "--base",
+            &base,
+            "--rerank-url",
+            url,
+            "--rerank-model",
+            "test-model",
+        ];
+        args.extend(extra);
+        run_with_env(&args, env)
+    };
+
+    // Confirmed: in our probability order, the invented tag dropped, one of the weight
+    // group (the two tie at 0.1: the first in pool order); a tag below our threshold comes
+    // with its own probability and no mentions.
+    let url = confirming.base_url();
+    let out = rerank(&url, &[], &[("LAMODA_RERANK_KEY", "sekret-key")]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        [
+            "category: bags".to_owned(),
+            format!("{second}\t0.81\t1"),
+            format!("{light}\t0.10\t0"),
+        ],
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let requests = confirming.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some("Bearer sekret-key")
+    );
+    assert_eq!(requests[0].body["model"], "test-model");
+    let prompt = &requests[0].prompt;
+    assert!(prompt.contains(review), "{prompt}");
+    assert!(
+        prompt.contains(&format!("- {} (0.93)", bags.tags[0])),
+        "{prompt}"
+    );
+    // The default top 20 of the 23 bags tags.
+    assert_eq!(prompt.matches(" (0.10)").count(), 17, "{prompt}");
+
+    let out = rerank(&url, &["--json", "--rerank-top-k", "3"], &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["reranked"], true);
+    assert_eq!(v["rerank_error"], serde_json::Value::Null);
+    // Top 3: the weight tags are no candidates now.
+    let tags: Vec<&str> = v["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t["tag"].as_str().expect("tag"))
+        .collect();
+    assert_eq!(tags, [second.as_str()]);
+    assert_eq!(v["category"], "bags");
+    assert_eq!(
+        v["probabilities"].as_array().map(Vec::len),
+        Some(bags.len())
+    );
+    assert_eq!(confirming.requests()[1].authorization, None);
+
+    // The key in the environment alone turns nothing on.
+    let plain = run_with_env(
+        &[
+            "--text",
+            review,
+            "--good-type",
+            "Bags",
+            "--model",
+            &model,
+            "--base",
+            &base,
+        ],
+        &[("LAMODA_RERANK_KEY", "sekret-key")],
+    );
+    assert_eq!(plain.status.code(), Some(0), "stderr: {}", stderr(&plain));
+    assert_eq!(stdout(&plain).lines().count(), 4, "{}", stdout(&plain));
+    assert_eq!(confirming.count(), 2);
+
+    // Malformed: our own tags, exit 0, the reason on stderr and in the JSON.
+    let malformed = ChatServer::start(|_| Reply::Content("Удобная, лёгкая".to_owned()));
+    let out = rerank(&malformed.base_url(), &["--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["reranked"], false);
+    let error = v["rerank_error"].as_str().expect("an error");
+    assert!(error.contains("malformed answer"), "{error}");
+    assert_eq!(v["tags"].as_array().map(Vec::len), Some(3));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("rerank: not re-ranked, our own tags follow:")
+            && err.contains("malformed answer"),
+        "{err}"
+    );
+    assert_eq!(malformed.count(), 3, "two retries");
+
+    // Slow: past --rerank-timeout-s, our own tags soon after.
+    let slow =
+        ChatServer::start(|_| Reply::Delay(Duration::from_secs(20), Box::new(Reply::tags(&[]))));
+    let started = Instant::now();
+    let out = rerank(&slow.base_url(), &["--rerank-timeout-s", "0.5"], &[]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 4, "{}", stdout(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }

@@ -7,6 +7,12 @@
 //! prints one JSON object instead. `predict-tags --input products.csv --out tags.jsonl`
 //! tags a table (see `lamoda_inference::batch`), resumably.
 //!
+//! `--rerank-url URL --rerank-model NAME` (off by default; one product only) re-ranks the
+//! answer with an LLM behind an OpenAI-compatible chat API (`lamoda_curation::rerank`): our
+//! `--rerank-top-k` most probable tags and the product's reviews are sent, and only the tags
+//! the model confirms are kept. On a timeout or a malformed answer the output is our own
+//! tags and stderr says why; `--json` then has `"reranked": false` and the `rerank_error`.
+//!
 //! The bundle is `--model DIR`, else `$LAMODA_MODEL`, else the `adapters/` bundle of the
 //! project checkout the command runs in (looked for above the current directory, then
 //! above the executable). The base is `--base DIR`, else `$LAMODA_BASE`, else the bundle's
@@ -23,10 +29,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
+use lamoda_curation::{RerankConfig, RerankInput, Reranker, apply_rerank};
 use lamoda_inference::batch::{
     BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
 };
 use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Request, Tagger};
+use serde::Serialize;
 
 /// Tags a product's reviews: the good type picks the category's adapter, which gives a
 /// probability for every tag of the category's pool; the tags that pass are printed.
@@ -89,6 +97,36 @@ struct Cli {
     /// --input every line is JSON anyway).
     #[arg(long, conflicts_with = "input")]
     json: bool,
+    /// Re-rank the answer with an LLM: the base URL of an OpenAI-compatible chat API
+    /// (plain http, e.g. http://127.0.0.1:8000/v1). The product's reviews are sent there.
+    /// Off by default; not with --input.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "rerank_model",
+        conflicts_with = "input"
+    )]
+    rerank_url: Option<String>,
+    /// The chat model that re-ranks (needed with --rerank-url).
+    #[arg(long, value_name = "NAME", requires = "rerank_url")]
+    rerank_model: Option<String>,
+    /// The API key of the re-ranking server, sent as a bearer token; prefer the variable
+    /// to the flag (a flag shows in the process list). Unused without --rerank-url.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "LAMODA_RERANK_KEY",
+        hide_env_values = true
+    )]
+    rerank_key: Option<String>,
+    /// Candidates sent to the re-ranking model: our N most probable tags (1..=100).
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "rerank_url",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    rerank_top_k: u32,
+    /// The most the re-ranking may take, retries included; then our own tags are printed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, requires = "rerank_url",
+          value_parser = positive_seconds)]
+    rerank_timeout_s: f64,
 }
 
 fn non_blank(text: &str) -> Result<String, String> {
@@ -113,6 +151,16 @@ fn probability(text: &str) -> Result<f32, String> {
         .map_err(|_| format!("{text:?} is not a number"))?;
     if !(0.0..=1.0).contains(&value) {
         return Err(format!("{value} is not within 0..=1"));
+    }
+    Ok(value)
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !(value > 0.0 && value <= 86_400.0) {
+        return Err(format!("{value} is not within (0, 86400] seconds"));
     }
     Ok(value)
 }
@@ -157,6 +205,8 @@ fn clap_error_line(rendered: &str) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Checked first: a bad --rerank-* setting fails before the model loads.
+    let reranker = reranker(&cli)?;
     let model_dir = match &cli.model {
         Some(dir) => dir.clone(),
         None => find_checkout_bundle()?,
@@ -183,11 +233,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("--good-type is needed with --text and --reviews")?;
     let mut request = Request::new(good_type, reviews);
     request.options = decode_options(&cli);
-    let prediction = tagger
-        .predict(&[request])?
+    let mut prediction = tagger
+        .predict(std::slice::from_ref(&request))?
         .pop()
         .context("no prediction came back")?;
-    print(&prediction, cli.json)
+    let Some(reranker) = reranker else {
+        return print(&prediction, None, cli.json);
+    };
+    let pool = tagger
+        .pool(prediction.category)
+        .with_context(|| format!("the bundle has no pool for {}", prediction.category))?;
+    let outcome = reranker.rerank_blocking(RerankInput::from_prediction(
+        pool,
+        &request.reviews,
+        &prediction,
+    ));
+    if let Some(error) = &outcome.rerank_error {
+        eprintln!(
+            "rerank: not re-ranked, our own tags follow: {}",
+            lamoda_tags::one_line(error)
+        );
+    }
+    apply_rerank(&mut prediction, &outcome);
+    print(&prediction, Some(&outcome.rerank_error), cli.json)
+}
+
+/// The re-ranker the `--rerank-*` flags ask for (`None` without `--rerank-url`): the whole
+/// re-ranking is held to `--rerank-timeout-s`, each request too, with up to 2 retries.
+fn reranker(cli: &Cli) -> anyhow::Result<Option<Reranker>> {
+    let (Some(url), Some(model)) = (&cli.rerank_url, &cli.rerank_model) else {
+        return Ok(None);
+    };
+    let timeout = Duration::from_secs_f64(cli.rerank_timeout_s);
+    let mut chat = RerankConfig::chat_config(url, model, cli.rerank_key.clone());
+    chat.timeout = timeout;
+    let mut config = RerankConfig::new(chat);
+    config.top_k = cli.rerank_top_k as usize;
+    config.deadline = Some(timeout);
+    Ok(Some(Reranker::new(config)?))
 }
 
 /// The per-product decoding the flags ask for (the threshold is set on the tagger).
@@ -305,29 +388,53 @@ fn read_reviews(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(reviews)
 }
 
-fn print(prediction: &Prediction, json: bool) -> anyhow::Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(prediction)?
-    } else {
-        let mut lines = vec![format!(
-            "category: {}{}",
-            prediction.category,
-            if prediction.fallback {
-                " (fallback)"
-            } else {
-                ""
+/// Prints the answer; `rerank` is `Some(error)` when re-ranking was asked for (`--json`
+/// then adds `reranked` and `rerank_error`).
+fn print(
+    prediction: &Prediction,
+    rerank: Option<&Option<String>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    /// The answer with the re-ranking's fields after the prediction's own.
+    #[derive(Serialize)]
+    struct Reranked<'a> {
+        #[serde(flatten)]
+        prediction: &'a Prediction,
+        reranked: bool,
+        rerank_error: &'a Option<String>,
+    }
+    let text = match (json, rerank) {
+        (true, None) => serde_json::to_string_pretty(prediction)?,
+        (true, Some(error)) => serde_json::to_string_pretty(&Reranked {
+            prediction,
+            reranked: error.is_none(),
+            rerank_error: error,
+        })?,
+        (false, _) => {
+            let mut lines = vec![format!(
+                "category: {}{}",
+                prediction.category,
+                if prediction.fallback {
+                    " (fallback)"
+                } else {
+                    ""
+                }
+            )];
+            lines.extend(
+                prediction
+                    .tags
+                    .iter()
+                    .map(|t| format!("{}\t{:.2}\t{}", t.tag, t.probability, t.mentions)),
+            );
+            if prediction.tags.is_empty() {
+                if matches!(rerank, Some(None)) {
+                    eprintln!("no tag: the re-ranking model confirmed none of our candidates");
+                } else {
+                    eprintln!("no tag: no review clearly states a property of the pool");
+                }
             }
-        )];
-        lines.extend(
-            prediction
-                .tags
-                .iter()
-                .map(|t| format!("{}\t{:.2}\t{}", t.tag, t.probability, t.mentions)),
-        );
-        if prediction.tags.is_empty() {
-            eprintln!("no tag: no review clearly states a property of the pool");
+            lines.join("\n")
         }
-        lines.join("\n")
     };
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {

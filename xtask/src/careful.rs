@@ -403,3 +403,52 @@ pub fn print_careful_table(
         line.join(", ")
     );
 }
+
+/// Team-reviewed labels (`cargo xtask review export` files) per category, as rows with
+/// their reviewed tags, each line checked against the project's pool of its category.
+pub fn reviewed_rows(
+    project: &lamoda_tags::Project,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<BTreeMap<Category, Vec<ReviewStack>>> {
+    let mut rows: BTreeMap<Category, Vec<ReviewStack>> = BTreeMap::new();
+    if files.is_empty() {
+        return Ok(rows);
+    }
+    let pools = Category::ALL
+        .iter()
+        .map(|&c| project.pool(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    for path in files {
+        let labels = lamoda_data::load_reviewed(path, |c| pools.iter().find(|p| p.category == c))?;
+        for l in &labels {
+            rows.entry(l.category).or_default().push(l.stack());
+        }
+    }
+    Ok(rows)
+}
+
+/// The shipped answer of `tagger` and the prior on team-reviewed `rows` of `pool`'s
+/// category, against their reviewed tags.
+pub fn reviewed_figures(
+    tagger: &Tagger,
+    pool: &EtalonPool,
+    rows: &[ReviewStack],
+    prior: &FrequencyPrior,
+) -> anyhow::Result<(Figures, Figures)> {
+    let refs: Vec<&ReviewStack> = rows.iter().collect();
+    let scores = score_rows(tagger, pool.category, &refs, "scored (team reviews)")?;
+    let gold = gold_indices(pool, &refs);
+    let mut model = Vec::with_capacity(rows.len());
+    for s in &scores {
+        let prediction = tagger.decode(s, &DecodeOptions::default())?;
+        model.push(
+            prediction
+                .tags
+                .iter()
+                .filter_map(|t| pool.index_of(&t.tag))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let prior = vec![prior.predict(); rows.len()];
+    Ok((Figures::of(&gold, &model), Figures::of(&gold, &prior)))
+}

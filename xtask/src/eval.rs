@@ -52,6 +52,11 @@ pub struct EvalArgs {
     /// beside the data set's labels of the same products and the prior).
     #[arg(long, value_enum, default_value_t = Labels::Noisy)]
     labels: Labels,
+    /// With `--labels careful`: also score the bundle on team-reviewed labels
+    /// (`cargo xtask review export` files; repeat for several), beside the prior. Products
+    /// the bundle was trained on (`train --reviewed`) score in-sample there.
+    #[arg(long, value_name = "FILE")]
+    reviewed: Vec<PathBuf>,
     #[command(flatten)]
     train_data: DataRootArgs,
 }
@@ -102,6 +107,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let project = project();
     if args.labels == Labels::Careful {
         return careful(&args);
+    }
+    if !args.reviewed.is_empty() {
+        bail!("--reviewed scores team-reviewed labels: add --labels careful");
     }
     let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
     let model_dir = match args.model.as_deref() {
@@ -238,14 +246,22 @@ fn careful(args: &EvalArgs) -> anyhow::Result<()> {
         Some(c) => vec![c],
         None => tagger.categories(),
     };
+    let mut reviewed = crate::careful::reviewed_rows(&project, &args.reviewed)?;
     let mut table = BTreeMap::new();
     let mut parts = Vec::new();
+    let mut team = BTreeMap::new();
     for category in categories {
         let pool = project.pool(category)?;
         let rows = CarefulRows::load(&data, category, &pool, &split)?;
         let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
         table.insert(category, figures);
         parts.push(part);
+        if let Some(products) = reviewed.remove(&category).filter(|r| !r.is_empty()) {
+            let prior = lamoda_metrics::FrequencyPrior::fit(&pool, rows.train.iter());
+            let (model, prior) =
+                crate::careful::reviewed_figures(&tagger, &pool, &products, &prior)?;
+            team.insert(category, (model, prior));
+        }
     }
     if args.json {
         let all: BTreeMap<&str, crate::careful::Figures> = pooled(&parts).into_iter().collect();
@@ -254,10 +270,38 @@ fn careful(args: &EvalArgs) -> anyhow::Result<()> {
             "rows": "careful dev split; prior fitted on the careful training products",
             "categories": table.iter().map(|(c, f)| (c.name(), f)).collect::<BTreeMap<_, _>>(),
             "all": all,
+            "reviewed": team.iter().map(|(c, (m, p))| (c.name(), serde_json::json!({"model": m, "prior": p}))).collect::<BTreeMap<_, _>>(),
         });
         emit(&serde_json::to_string_pretty(&report)?)?;
     } else {
         print_careful_table(&model_name, &table, &parts);
+        if !team.is_empty() {
+            println!();
+            println!(
+                "team-reviewed products ({}):",
+                args.reviewed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "{:<8} {:>4}  {:<19} {:<19}",
+                "category", "n", "model P / R / F1", "prior"
+            );
+            let cell = |f: &crate::careful::Figures| {
+                format!("{:.3} {:.3} {:.3}", f.precision, f.recall, f.micro_f1)
+            };
+            for (category, (model, prior)) in &team {
+                println!(
+                    "{:<8} {:>4}  {:<19} {:<19}",
+                    category.name(),
+                    model.n,
+                    cell(model),
+                    cell(prior)
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -13,10 +13,12 @@ mod common;
 mod curation;
 mod etalon;
 mod eval;
+mod gaps;
 mod label;
 mod loadtest;
 mod predict;
 mod reproduce;
+mod review;
 mod schemathesis;
 mod serve;
 mod train;
@@ -76,6 +78,12 @@ enum Command {
     /// Audit the training labels: disputed labels (confident learning), near-duplicate,
     /// contradictory and rare tags.
     Audit(curation::AuditArgs),
+    /// The pool-gap report: properties reviewers state that no pool tag captures, per
+    /// category (careful labels' and exported team reviews' `missing`), as Markdown and CSV.
+    Gaps(gaps::GapsArgs),
+    /// The review queue's judgments: `review export --db PATH --out FILE` writes them as
+    /// reviewed labels for `train --reviewed` and `eval --labels careful --reviewed`.
+    Review(review::ReviewArgs),
     /// Speed of the encoder, tagger and training beside PyTorch (release build).
     Bench(bench::BenchArgs),
 }
@@ -102,6 +110,8 @@ fn main() {
         Command::Consolidate(args) => curation::consolidate(args),
         Command::Map(args) => curation::map(args),
         Command::Audit(args) => curation::audit(args),
+        Command::Gaps(args) => gaps::run(args),
+        Command::Review(args) => review::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {

@@ -67,6 +67,12 @@ pub struct TrainArgs {
     /// project's `target/crossfit/`.
     #[arg(long, value_name = "DIR")]
     crossfit_dir: Option<PathBuf>,
+    /// Team-reviewed labels (`cargo xtask review export` files; repeat for several): their
+    /// products join every adapter's training with their reviewed tags (a product whose
+    /// reviews are those of a careful dev product is left out, so the dev split stays
+    /// unseen).
+    #[arg(long, value_name = "FILE")]
+    reviewed: Vec<PathBuf>,
     #[command(flatten)]
     train_data: DataRootArgs,
 }
@@ -112,6 +118,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::common::default_crossfit_dir(&project));
     let careful_split = project.careful_split()?;
+    let mut reviewed = crate::careful::reviewed_rows(&project, &args.reviewed)?;
     let mut jobs: Vec<Job> = Vec::new();
     let mut fold_dirs = std::collections::BTreeSet::new();
     for &category in &categories {
@@ -135,6 +142,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
             _ => None,
         };
+        let mut team = reviewed.remove(&category).unwrap_or_default();
+        if !team.is_empty() {
+            let dev = match &careful {
+                Some(c) => c.dev.clone(),
+                None if data.careful_path(category).is_file() => {
+                    CarefulRows::load(&data, category, &pool, &careful_split)?.dev
+                }
+                None => Vec::new(),
+            };
+            let dev: std::collections::HashSet<String> = dev
+                .iter()
+                .map(|r| lamoda_data::reviews_sha256(&r.reviews))
+                .collect();
+            let before = team.len();
+            team.retain(|r| !dev.contains(&lamoda_data::reviews_sha256(&r.reviews)));
+            eprintln!(
+                "`{category}`: {} team-reviewed products join the training{}",
+                team.len(),
+                if before > team.len() {
+                    format!(" ({} left out: careful dev products)", before - team.len())
+                } else {
+                    String::new()
+                }
+            );
+        }
         if let Some(careful) = &careful {
             for fold in (0..careful_split.folds).filter(|&f| f != careful_split.dev_fold) {
                 let dir = crossfit_dir.join(format!("fold{fold}"));
@@ -144,7 +176,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     pool: pool.clone(),
                     config: config.clone(),
                     rows: rows.clone(),
-                    extra: careful.train_without_fold(fold),
+                    extra: careful
+                        .train_without_fold(fold)
+                        .into_iter()
+                        .chain(team.iter().cloned())
+                        .collect(),
                     out: dir,
                 });
             }
@@ -157,7 +193,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             extra: careful
                 .as_ref()
                 .map(|c| c.train.clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(team)
+                .collect(),
             out: out.clone(),
         });
     }
@@ -166,7 +205,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if args.keep_encoder && jobs.iter().any(|job| !job.extra.is_empty()) {
         bail!(
-            "--keep-encoder refits on the noisy rows only, not on the careful training products              the adapters were trained with: pass --careful exclude (for adapters trained so) or              train again"
+            "--keep-encoder refits on the noisy rows only, not on the careful training products \
+             (or team-reviewed ones) the adapters were trained with: pass --careful exclude and \
+             no --reviewed (for adapters trained so) or train again"
         );
     }
     // Largest first, so the jobs finish close together.

@@ -215,7 +215,7 @@ pub async fn label_products(
 }
 
 /// Why a chunk got no tags.
-enum ChunkError {
+pub(crate) enum ChunkError {
     /// This product fails, with the reason.
     Failed(String),
     /// The whole run stops.
@@ -276,8 +276,8 @@ async fn label_one(
 }
 
 /// One chunk's tags: the first attempt and up to `max_retries` more, waiting a backoff
-/// before each retry.
-async fn ask(
+/// before each retry. Shared with the re-ranker ([`crate::rerank`]).
+pub(crate) async fn ask(
     client: &ChatClient,
     message: &str,
     attempts: &mut u32,

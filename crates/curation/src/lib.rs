@@ -14,11 +14,18 @@
 //!    cosine with a threshold and top-k, into a human-editable file and from it training
 //!    files in the `labeled/` layout; agreement with reference labels;
 //! 5. **the audit** ([`audit`]): likely label errors by confident learning on out-of-fold
-//!    probabilities, near-duplicate and contradictory tags, tags too rare to learn.
+//!    probabilities, near-duplicate and contradictory tags, tags too rare to learn;
+//! 6. **the pool-gap report** ([`gaps`]): the properties reviewers state that no pool tag
+//!    captures (the careful labels' and team reviews' `missing`), per category, with
+//!    counts and example reviews.
+//!
+//! Beside the pipeline, [`rerank`] is the optional LLM re-ranking of the runtime's answer
+//! (`predict-tags --rerank-url`): our top candidates and the product's reviews go to the same
+//! kind of chat server through the same client, and only the candidates it confirms stay.
 //!
 //! Embeddings come from the base model (`lamoda-model`) through [`embed`], cached on disk
-//! by the weights' sha256. The runtime (`lamoda-inference`, `lamoda-server`) never links
-//! this crate.
+//! by the weights' sha256. The runtime (`lamoda-inference`) never links this crate; this
+//! crate reads the runtime's types (`Prediction`) for [`rerank`].
 //!
 //! Errors are typed ([`CurationError`]) and name the file, line, field and value at fault.
 
@@ -29,11 +36,14 @@ mod client;
 pub mod consolidate;
 pub mod embed;
 mod error;
+pub mod gaps;
 pub mod label;
 pub mod map;
 mod normalize;
 pub mod pool;
 mod prompt;
+/// Optional LLM re-ranking of a prediction: the model confirms some of our top candidates.
+pub mod rerank;
 pub mod store;
 mod time;
 mod validate;
@@ -52,6 +62,7 @@ pub use pool::{
     Pool, PoolEntry, RawInput, RawTags, pool_tags, read_pool_csv, read_raw_tags, write_pool_csv,
 };
 pub use prompt::Prompt;
+pub use rerank::{DroppedTag, RerankConfig, RerankInput, RerankOutcome, Reranker, apply_rerank};
 pub use store::{Loaded, Opened, Record, Rejected, Status, Store, read_store};
 pub use validate::{MAX_WORDS, Validated, check_tag, size_reason, validate_tags};
 

@@ -76,22 +76,37 @@ pub fn merge(judgments: &[&Judgment], reviews: Vec<String>) -> Option<ReviewedLi
     })
 }
 
-/// Writes every judged product of `store` to `out` as reviewed-label JSON lines, ordered
-/// by category, then SKU.
-pub fn export(store: &ReviewStore, out: &mut impl Write) -> Result<ExportReport, ExportError> {
+/// Every judged product of `store` merged into a reviewed label, ordered by category,
+/// then SKU, with the judgments each was merged from (superseded ones not counted).
+pub fn reviewed_lines(store: &ReviewStore) -> Result<Vec<(ReviewedLine, usize)>, StoreError> {
     let all = store.all()?;
     let mut by_sku: BTreeMap<(Category, &str), Vec<&Judgment>> = BTreeMap::new();
     for j in &all {
         by_sku.entry((j.category, &j.sku)).or_default().push(j);
     }
-    let mut report = ExportReport::default();
-    for ((category, sku), judgments) in by_sku {
+    let mut out = Vec::with_capacity(by_sku.len());
+    for ((_, sku), judgments) in by_sku {
         let reviews = store.reviews_of(sku)?.unwrap_or_default();
-        let Some(line) = merge(&judgments, reviews) else {
-            continue;
-        };
-        report.judgments += judgments.iter().filter(|j| !j.superseded).count();
+        if let Some(line) = merge(&judgments, reviews) {
+            out.push((line, judgments.iter().filter(|j| !j.superseded).count()));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes every judged product of `store` to `out` as reviewed-label JSON lines
+/// ([`reviewed_lines`]).
+pub fn export(store: &ReviewStore, out: &mut impl Write) -> Result<ExportReport, ExportError> {
+    let mut report = ExportReport::default();
+    for (line, judgments) in reviewed_lines(store)? {
+        report.judgments += judgments;
         report.tags += line.tags.len();
+        let category = line.category.parse().map_err(|_| {
+            ExportError::Write(std::io::Error::other(format!(
+                "stored category {:?} is not a category",
+                line.category
+            )))
+        })?;
         *report.products.entry(category).or_default() += 1;
         let text = serde_json::to_string(&line).map_err(|e| ExportError::Write(e.into()))?;
         writeln!(out, "{text}").map_err(ExportError::Write)?;

@@ -19,6 +19,6 @@ mod export;
 mod judgment;
 mod store;
 
-pub use export::{ExportError, ExportReport, export, merge};
+pub use export::{ExportError, ExportReport, export, merge, reviewed_lines};
 pub use judgment::{InvalidJudgment, Judgment, NewJudgment, Verdict};
 pub use store::{Counts, ReviewStore, SCHEMA_VERSION, StoreError};

@@ -271,6 +271,8 @@ function reviewPage() {
       if (next >= 0) cursor = next;
     }
     renderTags();
+    const open = tags.filter((t) => !verdicts.has(t.tag)).length;
+    status(open === 0 ? "Every tag decided: Enter saves and shows the next product." : open + " tags to decide.");
   }
 
   async function refill() {
