@@ -47,6 +47,10 @@ pub struct TagRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000)]
     pub min_mentions: Option<u64>,
+    /// Re-rank the answer with the server's LLM (started with `--rerank-url`): only the
+    /// candidates it confirms stay. Off by default; 422 when the server has no re-ranker.
+    #[serde(default)]
+    pub rerank: Option<bool>,
 }
 
 /// Several products, answered in order.
@@ -72,6 +76,8 @@ pub struct DecodeQuery {
     /// Keep a tag only when at least this many reviews support it.
     #[param(minimum = 0, maximum = 1000)]
     pub min_mentions: Option<u64>,
+    /// Re-rank the answer with the server's LLM (`--rerank-url`); off by default.
+    pub rerank: Option<bool>,
 }
 
 /// Checks the decoding options; `prefix` names the body the fields are in.
@@ -243,6 +249,13 @@ pub struct TagResponse {
     pub calibrated: bool,
     /// The model.
     pub model: ModelRef,
+    /// True when the server's LLM re-ranked the tags (asked with `rerank`); false when not
+    /// asked or when it failed (then `rerank_error` says why and the tags are our own).
+    #[serde(default)]
+    pub reranked: bool,
+    /// Why re-ranking was asked for but not done.
+    #[serde(default)]
+    pub rerank_error: Option<String>,
 }
 
 fn in_order<S: Serializer>(pairs: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
@@ -283,6 +296,8 @@ impl TagResponse {
             reviews_read: prediction.reviews_read,
             calibrated: prediction.calibrated,
             model,
+            reranked: false,
+            rerank_error: None,
         }
     }
 }

@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub reviews: Arc<lamoda_reviews::ReviewStore>,
     /// The review queue's ranking.
     pub ranking: crate::reviews::Ranking,
+    /// The LLM re-ranker, when offered.
+    pub reranker: Option<lamoda_curation::Reranker>,
     permits: Arc<Semaphore>,
     cache: Mutex<LruCache<(String, Vec<String>), Scores>>,
 }
@@ -135,6 +137,13 @@ impl AppState {
         let permits = Arc::new(Semaphore::new(config.limits.max_in_flight));
         let metrics = Metrics::new();
         metrics.stored_judgments(&reviews.counts()?);
+        let reranker = match &config.rerank {
+            Some(c) => Some(
+                lamoda_curation::Reranker::new(c.clone())
+                    .map_err(|e| ServerError::Config(e.into()))?,
+            ),
+            None => None,
+        };
         Ok(Self(Arc::new(Inner {
             config,
             model: OnceLock::new(),
@@ -142,6 +151,7 @@ impl AppState {
             metrics,
             reviews: Arc::new(reviews),
             ranking: crate::reviews::Ranking::default(),
+            reranker,
             permits,
             cache: Mutex::new(LruCache::new(cache)),
         })))
@@ -246,16 +256,83 @@ impl AppState {
             .collect()
     }
 
-    /// Tags `requests` (checked) and answers them, with their SKUs, in order.
+    /// 422 when `rerank` is asked of a server without a re-ranker; `field` names it.
+    pub(crate) fn check_rerank(&self, asked: Option<bool>, field: &str) -> Result<bool, ApiError> {
+        match asked {
+            Some(true) if self.0.reranker.is_none() => Err(ApiError::invalid(
+                field,
+                "this server offers no re-ranking: start it with --rerank-url URL --rerank-model NAME",
+            )),
+            Some(true) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Tags `requests` (checked) and answers them, with their SKUs, in order; those with
+    /// `rerank` set are re-ranked by the LLM.
     async fn tag(
         &self,
         skus: Vec<Option<String>>,
         requests: Vec<lamoda_inference::Request>,
+        rerank: Vec<bool>,
     ) -> Result<Vec<TagResponse>, ApiError> {
-        Ok(self.tag_with_predictions(skus, requests).await?.1)
+        let reviews: Vec<Option<Vec<String>>> = requests
+            .iter()
+            .zip(&rerank)
+            .map(|(r, &asked)| asked.then(|| r.reviews.clone()))
+            .collect();
+        let (predictions, mut answers) = self.tag_with_predictions(skus, requests).await?;
+        let Some(reranker) = &self.0.reranker else {
+            return Ok(answers);
+        };
+        let loaded = self.loaded()?;
+        let mut jobs = tokio::task::JoinSet::new();
+        for (i, (mut prediction, reviews)) in predictions.into_iter().zip(reviews).enumerate() {
+            let Some(reviews) = reviews else { continue };
+            let reranker = reranker.clone();
+            let tagger = loaded.tagger.clone();
+            jobs.spawn(async move {
+                let outcome = match tagger.pool(prediction.category) {
+                    Some(pool) => {
+                        reranker
+                            .rerank(lamoda_curation::RerankInput::from_prediction(
+                                pool,
+                                &reviews,
+                                &prediction,
+                            ))
+                            .await
+                    }
+                    None => return (i, None),
+                };
+                lamoda_curation::apply_rerank(&mut prediction, &outcome);
+                (
+                    i,
+                    Some((prediction, outcome.reranked, outcome.rerank_error)),
+                )
+            });
+        }
+        while let Some(done) = jobs.join_next().await {
+            let (i, Some((prediction, reranked, error))) =
+                done.map_err(|e| ApiError::internal(format!("re-ranking failed: {e}")))?
+            else {
+                continue;
+            };
+            if let Some(e) = &error {
+                tracing::warn!("re-ranking fell back to our own tags: {e}");
+            }
+            let answer = &mut answers[i];
+            let fresh = TagResponse::new(answer.sku.take(), prediction, answer.model.clone());
+            *answer = TagResponse {
+                reranked,
+                rerank_error: error,
+                ..fresh
+            };
+        }
+        Ok(answers)
     }
 
-    /// [`Self::tag`], with the decoded predictions beside the answers.
+    /// Tags `requests` (checked) with the model alone and answers them, with their SKUs,
+    /// in order, the decoded predictions beside the answers.
     pub(crate) async fn tag_with_predictions(
         &self,
         skus: Vec<Option<String>>,
@@ -393,7 +470,10 @@ pub(crate) async fn post_tags(
     ApiJson(body): ApiJson<TagRequest>,
 ) -> Result<axum::Json<TagResponse>, ApiError> {
     let request = body.check("", state.limits())?;
-    let mut answers = state.tag(vec![body.sku], vec![request]).await?;
+    let rerank = state.check_rerank(body.rerank, "rerank")?;
+    let mut answers = state
+        .tag(vec![body.sku], vec![request], vec![rerank])
+        .await?;
     answers
         .pop()
         .map(axum::Json)
@@ -438,11 +518,13 @@ pub(crate) async fn post_batch(
         ));
     }
     let mut requests = Vec::with_capacity(body.items.len());
+    let mut rerank = Vec::with_capacity(body.items.len());
     for (i, item) in body.items.iter().enumerate() {
         requests.push(item.check(&format!("items[{i}]."), &limits)?);
+        rerank.push(state.check_rerank(item.rerank, &format!("items[{i}].rerank"))?);
     }
     let skus = body.items.into_iter().map(|i| i.sku).collect();
-    let items = state.tag(skus, requests).await?;
+    let items = state.tag(skus, requests, rerank).await?;
     Ok(axum::Json(BatchResponse { items }))
 }
 
@@ -636,6 +718,7 @@ pub(crate) async fn get_product(
     ApiQuery(query): ApiQuery<DecodeQuery>,
 ) -> Result<axum::Json<ProductDetail>, ApiError> {
     let options = decode_options("", query.threshold, query.max_tags, query.min_mentions)?;
+    let rerank = state.check_rerank(query.rerank, "rerank")?;
     let Some(product) = state.0.products.get(&sku) else {
         return Err(ApiError::not_found(format!(
             "no product {sku} in the product table"
@@ -653,7 +736,7 @@ pub(crate) async fn get_product(
         options,
     };
     let prediction = state
-        .tag(vec![Some(sku.clone())], vec![request])
+        .tag(vec![Some(sku.clone())], vec![request], vec![rerank])
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("no answer"))?;

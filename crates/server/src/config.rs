@@ -92,9 +92,56 @@ pub struct ServeArgs {
     /// ~/.local/share/lamoda-tags/reviews.sqlite].
     #[arg(long, value_name = "PATH", env = "LAMODA_REVIEWS_DB")]
     pub reviews_db: Option<PathBuf>,
+    /// The optional LLM re-ranking.
+    #[command(flatten)]
+    pub rerank: RerankArgs,
     /// The request limits.
     #[command(flatten)]
     pub limits: Limits,
+}
+
+/// The flags of the optional LLM re-ranking (asked per request with `rerank: true`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RerankArgs {
+    /// Offer LLM re-ranking: the base URL of an OpenAI-compatible chat API (plain http,
+    /// e.g. http://127.0.0.1:8000/v1). A request with `rerank: true` sends its reviews
+    /// and our top candidates there. Off unless given.
+    #[arg(long, value_name = "URL", requires = "rerank_model")]
+    pub rerank_url: Option<String>,
+    /// The chat model that re-ranks (needed with --rerank-url).
+    #[arg(long, value_name = "NAME", requires = "rerank_url")]
+    pub rerank_model: Option<String>,
+    /// The chat API's key, sent as a bearer token.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "LAMODA_RERANK_KEY",
+        hide_env_values = true
+    )]
+    pub rerank_key: Option<String>,
+    /// Candidates sent: our N most probable tags (1..=100).
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rerank_top_k: u32,
+    /// The most one re-ranking may take, retries included; then our own tags are answered
+    /// with `reranked: false`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub rerank_timeout_s: u64,
+}
+
+impl RerankArgs {
+    /// The re-ranking settings the flags ask for (`None` without `--rerank-url`).
+    pub fn config(&self) -> Option<lamoda_curation::RerankConfig> {
+        let (url, model) = (self.rerank_url.as_ref()?, self.rerank_model.as_ref()?);
+        let timeout = std::time::Duration::from_secs(self.rerank_timeout_s);
+        let mut chat =
+            lamoda_curation::RerankConfig::chat_config(url, model, self.rerank_key.clone());
+        chat.timeout = timeout;
+        let mut config = lamoda_curation::RerankConfig::new(chat);
+        config.top_k = self.rerank_top_k as usize;
+        config.deadline = Some(timeout);
+        Some(config)
+    }
 }
 
 /// A setting that cannot be used.
@@ -124,6 +171,9 @@ pub enum ConfigError {
     /// An empty API key.
     #[error("the API key is empty (give a non-blank --api-key or LAMODA_API_KEY, or none)")]
     EmptyApiKey,
+    /// The re-ranking settings cannot be used.
+    #[error(transparent)]
+    Rerank(#[from] lamoda_curation::CurationError),
     /// No place for the review store.
     #[error(
         "no place for the review store: give --reviews-db PATH (neither XDG_DATA_HOME nor \
@@ -161,6 +211,8 @@ pub struct ServerConfig {
     pub cache_entries: usize,
     /// The review store's file; in memory (lost at exit) when `None`.
     pub reviews_db: Option<PathBuf>,
+    /// The LLM re-ranking, when offered.
+    pub rerank: Option<lamoda_curation::RerankConfig>,
     /// The limits.
     pub limits: Limits,
 }
@@ -210,6 +262,7 @@ impl ServerConfig {
                 Some(path) => path.clone(),
                 None => default_reviews_db().ok_or(ConfigError::NoReviewsDb)?,
             }),
+            rerank: args.rerank.config(),
             limits: args.limits,
         };
         config.validate()?;
@@ -226,6 +279,7 @@ impl ServerConfig {
             api_key: None,
             cache_entries: 2048,
             reviews_db: None,
+            rerank: None,
             limits: Limits::default(),
         }
     }
@@ -248,6 +302,9 @@ impl ServerConfig {
         }
         if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return Err(ConfigError::EmptyApiKey);
+        }
+        if let Some(rerank) = &self.rerank {
+            rerank.check()?;
         }
         Ok(())
     }

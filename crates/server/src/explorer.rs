@@ -64,6 +64,7 @@ struct PageData<'a> {
 
 fn page(title: &str, state: &AppState, data: PageData<'_>, content: Markup) -> Html<String> {
     let key_needed = state.0.config.api_key.is_some();
+    let rerank = state.0.reranker.is_some();
     Html(
         html! {
             (DOCTYPE)
@@ -74,7 +75,7 @@ fn page(title: &str, state: &AppState, data: PageData<'_>, content: Markup) -> H
                     title { (title) " · Lamoda Tags" }
                     link rel="stylesheet" href="/static/app.css";
                 }
-                body data-key-needed=(if key_needed { "1" } else { "0" }) data-page=(data.kind) data-sku=[data.sku] data-threshold=[data.threshold] {
+                body data-key-needed=(if key_needed { "1" } else { "0" }) data-rerank=(if rerank { "1" } else { "0" }) data-page=(data.kind) data-sku=[data.sku] data-threshold=[data.threshold] {
                     header.top {
                         a.brand href="/" { "Lamoda Tags" }
                         nav {
@@ -220,6 +221,9 @@ async fn product(State(state): State<AppState>, ApiPath(sku): ApiPath<String>) -
                 @if p.tags.is_some() {
                     label.toggle { input id="dataset-toggle" type="checkbox"; " Dataset tags" }
                 }
+                @if state.0.reranker.is_some() {
+                    label.toggle title="Our top candidates and the reviews go to the server's LLM; only the tags it confirms stay" { input id="rerank-toggle" type="checkbox"; " LLM re-rank" }
+                }
             }
             p id="status" class="status" { "Loading tags…" }
             ul id="tags" class="tags" {}
@@ -262,6 +266,9 @@ async fn own_text(State(state): State<AppState>) -> Html<String> {
             }
             label for="own-text" { "Reviews, one per line" }
             textarea id="own-text" rows="6" placeholder="Легкие и удобные, на ноге сидят отлично" {}
+            @if state.0.reranker.is_some() {
+                label.toggle title="Our top candidates and the reviews go to the server's LLM; only the tags it confirms stay" { input id="rerank-toggle" type="checkbox"; " LLM re-rank" }
+            }
             button id="own-submit" type="submit" { "Tag" }
         }
         section.panel {

@@ -96,8 +96,17 @@ function render(prediction, threshold) {
   const shown = threshold === null ? "tuned threshold" : "threshold " + threshold.toFixed(2);
   const fallback = prediction.fallback ? " (fallback)" : "";
   const meaning = prediction.calibrated ? " · probability = chance a careful reader agrees" : "";
+  const reranked = prediction.reranked ? " · re-ranked by the LLM" :
+    prediction.rerank_error ? " · not re-ranked (" + prediction.rerank_error + "): our own tags" : "";
   status(prediction.tags.length + " tags · " + shown + " · adapter " + prediction.routed_to +
-    fallback + " · " + prediction.reviews_read + " reviews read" + meaning);
+    fallback + " · " + prediction.reviews_read + " reviews read" + meaning + reranked,
+    !!prediction.rerank_error);
+}
+
+// The LLM re-rank toggle (present when the server offers re-ranking).
+function rerankAsked() {
+  const toggle = document.getElementById("rerank-toggle");
+  return !!(toggle && toggle.checked);
 }
 
 let refresh = () => {};
@@ -115,6 +124,7 @@ function productPage() {
     const q = new URLSearchParams();
     if (threshold !== null) q.set("threshold", threshold.toFixed(2));
     if (mentions.value !== "0") q.set("min_mentions", mentions.value);
+    if (rerankAsked()) q.set("rerank", "true");
     const mine = ++seq;
     try {
       const data = await api("/v1/products/" + encodeURIComponent(sku) + "?" + q, { headers: headers() });
@@ -130,6 +140,8 @@ function productPage() {
     timer = setTimeout(refresh, 120);
   });
   mentions.addEventListener("change", refresh);
+  const rerank = document.getElementById("rerank-toggle");
+  if (rerank) rerank.addEventListener("change", () => { status("Re-ranking…"); refresh(); });
   const toggle = document.getElementById("dataset-toggle");
   if (toggle) {
     toggle.addEventListener("change", () => {
@@ -153,7 +165,7 @@ function tagPage() {
       const data = await api("/v1/tags", {
         method: "POST",
         headers: headers({ "Content-Type": "application/json" }),
-        body: JSON.stringify({ good_type: document.getElementById("own-good-type").value, reviews }),
+        body: JSON.stringify({ good_type: document.getElementById("own-good-type").value, reviews, rerank: rerankAsked() }),
       });
       render(data, null);
     } catch (e) {
