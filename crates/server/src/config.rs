@@ -173,13 +173,19 @@ pub enum ConfigError {
     EmptyApiKey,
     /// The re-ranking settings cannot be used.
     #[error(transparent)]
-    Rerank(#[from] lamoda_curation::CurationError),
+    Rerank(Box<lamoda_curation::CurationError>),
     /// No place for the review store.
     #[error(
         "no place for the review store: give --reviews-db PATH (neither XDG_DATA_HOME nor \
          HOME is set)"
     )]
     NoReviewsDb,
+}
+
+impl From<lamoda_curation::CurationError> for ConfigError {
+    fn from(e: lamoda_curation::CurationError) -> Self {
+        Self::Rerank(Box::new(e))
+    }
 }
 
 /// The review store's default file: `$XDG_DATA_HOME/lamoda-tags/reviews.sqlite`, else
