@@ -5,8 +5,8 @@
 //! (`careful/<category>.jsonl`, joined to their reviews in `labeled/<category>.csv`,
 //! [`careful_inputs`]) and the team's review queue's (`cargo xtask review export` files,
 //! [`reviewed_inputs`]). [`pool_gaps`] groups the phrases of each category by their
-//! normalised form ([`crate::normalize_tag`]: lower case, `ё` → `е`, punctuation and extra
-//! white space gone), counts the products stating each (a product naming a phrase twice
+//! normalised form ([`group_key`]: lower case, `ё` → `е`, punctuation and extra white space
+//! gone, adjective endings dropped so `Теплый` and `Теплая` are one), counts the products stating each (a product naming a phrase twice
 //! counts once), splits the count by source, picks example reviews and flags a phrase that
 //! is already a pool tag (or nearly: one's words within the other's, by crude stem). [`write_markdown`] and
 //! [`write_csv`] write it. The pools themselves are never changed.
@@ -251,11 +251,36 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// Adjective endings (gender, number, case) dropped from a word of 5 letters or more when
+/// grouping, longest first, so `Теплый`, `Теплая` and `Теплые` are one property.
+const ENDINGS: [&str; 17] = [
+    "ого", "его", "ому", "ему", "ыми", "ими", "ая", "яя", "ое", "ее", "ые", "ие", "ый", "ий", "ой",
+    "ую", "ых",
+];
+
+/// The key phrases are grouped by: [`normalize_tag`], then each word of 5 letters or more
+/// without its adjective ending.
+pub fn group_key(phrase: &str) -> String {
+    normalize_tag(phrase)
+        .split(' ')
+        .map(|word| {
+            if word.chars().count() >= 5
+                && let Some(end) = ENDINGS.iter().find(|e| word.ends_with(*e))
+            {
+                &word[..word.len() - end.len()]
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn pool_match(key: &str, pool: Option<&EtalonPool>) -> PoolMatch {
     let Some(pool) = pool else {
         return PoolMatch::None;
     };
-    if let Some(tag) = pool.tags.iter().find(|t| normalize_tag(t) == key) {
+    if let Some(tag) = pool.tags.iter().find(|t| group_key(t) == key) {
         return PoolMatch::Exact(tag.clone());
     }
     let phrase = stems(key, true);
@@ -307,7 +332,7 @@ pub fn pool_gaps(inputs: &[GapInput], pools: &[EtalonPool], settings: GapSetting
         for (p, (_, _, missing, _)) in of_category.iter().enumerate() {
             let mut seen: HashSet<String> = HashSet::new();
             for phrase in missing {
-                let key = normalize_tag(phrase);
+                let key = group_key(phrase);
                 if key.is_empty() || !seen.insert(key.clone()) {
                     continue;
                 }
@@ -635,8 +660,17 @@ mod tests {
             .categories
             .iter()
             .find(|c| c.category == category)
-            .and_then(|c| c.gaps.iter().find(|g| g.key == key))
+            .and_then(|c| c.gaps.iter().find(|g| g.key == group_key(key)))
             .expect("gap")
+    }
+
+    #[test]
+    fn adjective_forms_are_one_property() {
+        assert_eq!(group_key("Теплый"), group_key("Тёплая"));
+        assert_eq!(group_key("теплые!"), group_key("Теплый"));
+        assert_eq!(group_key("Плотная ткань"), group_key("плотный ткань"));
+        assert_ne!(group_key("Мягкие"), group_key("Мягко"));
+        assert_eq!(group_key("Не жмет"), "не жмет");
     }
 
     #[test]
@@ -658,7 +692,7 @@ mod tests {
         // "  Быстро  впитывается " tidies to the first spelling; the other two stay apart.
         assert_eq!(g.phrase, "Быстро впитывается");
         assert_eq!(g.variants.len(), 3, "{:?}", g.variants);
-        assert_eq!(c.gaps[1].key, "теплый");
+        assert_eq!(c.gaps[1].key, group_key("теплый"));
         assert_eq!(c.gaps[1].products, 2);
     }
 
