@@ -264,12 +264,13 @@ fn reranker(cli: &Cli) -> anyhow::Result<Option<Reranker>> {
     let (Some(url), Some(model)) = (&cli.rerank_url, &cli.rerank_model) else {
         return Ok(None);
     };
-    let timeout = Duration::from_secs_f64(cli.rerank_timeout_s);
-    let mut chat = RerankConfig::chat_config(url, model, cli.rerank_key.clone());
-    chat.timeout = timeout;
-    let mut config = RerankConfig::new(chat);
-    config.top_k = cli.rerank_top_k as usize;
-    config.deadline = Some(timeout);
+    let config = RerankConfig::from_flags(
+        url,
+        model,
+        cli.rerank_key.clone(),
+        cli.rerank_top_k as usize,
+        Duration::from_secs_f64(cli.rerank_timeout_s),
+    );
     Ok(Some(Reranker::new(config)?))
 }
 

@@ -108,6 +108,24 @@ impl RerankConfig {
         }
     }
 
+    /// The settings of the `--rerank-*` flags (of `predict-tags` and the server): the chat
+    /// API at `base_url` with `model` and `api_key`, our `top_k` most probable tags sent,
+    /// and `timeout` bounding each request and the whole re-ranking, retries included.
+    pub fn from_flags(
+        base_url: &str,
+        model: &str,
+        api_key: Option<String>,
+        top_k: usize,
+        timeout: Duration,
+    ) -> RerankConfig {
+        let mut chat = Self::chat_config(base_url, model, api_key);
+        chat.timeout = timeout;
+        let mut config = Self::new(chat);
+        config.top_k = top_k;
+        config.deadline = Some(timeout);
+        config
+    }
+
     /// Checks the settings; an error names the `--rerank-*` flag at fault.
     pub fn check(&self) -> Result<(), CurationError> {
         self.chat.check().map_err(|e| match e {

@@ -133,14 +133,13 @@ impl RerankArgs {
     /// The re-ranking settings the flags ask for (`None` without `--rerank-url`).
     pub fn config(&self) -> Option<lamoda_curation::RerankConfig> {
         let (url, model) = (self.rerank_url.as_ref()?, self.rerank_model.as_ref()?);
-        let timeout = std::time::Duration::from_secs(self.rerank_timeout_s);
-        let mut chat =
-            lamoda_curation::RerankConfig::chat_config(url, model, self.rerank_key.clone());
-        chat.timeout = timeout;
-        let mut config = lamoda_curation::RerankConfig::new(chat);
-        config.top_k = self.rerank_top_k as usize;
-        config.deadline = Some(timeout);
-        Some(config)
+        Some(lamoda_curation::RerankConfig::from_flags(
+            url,
+            model,
+            self.rerank_key.clone(),
+            self.rerank_top_k as usize,
+            std::time::Duration::from_secs(self.rerank_timeout_s),
+        ))
     }
 }
 

@@ -151,6 +151,23 @@ async fn press(c: &fantoccini::Client, key: char) {
     c.perform_actions(keys).await.expect("press a key");
 }
 
+/// At phone width the page must not scroll sideways; saves it as `dir/name`, then goes
+/// back to desktop width.
+async fn at_phone_width(c: &fantoccini::Client, dir: &Path, name: &str) {
+    c.set_window_size(390, 1200).await.expect("phone width");
+    let wide = c
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .expect("scroll width");
+    let url = c.current_url().await.expect("url");
+    assert_eq!(wide, json!(false), "{url} scrolls sideways at phone width");
+    shot(c, dir, name).await;
+    c.set_window_size(1280, 1400).await.expect("desktop width");
+}
+
 /// Saves a screenshot of the page as `dir/name`.
 async fn shot(c: &fantoccini::Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
@@ -301,21 +318,7 @@ async fn a_person_uses_the_explorer() {
     shot(&c, &shots, "explorer-product-dataset.png").await;
 
     // Phone width.
-    c.set_window_size(390, 1200).await.expect("phone width");
-    let wide = c
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-            vec![],
-        )
-        .await
-        .expect("scroll width");
-    assert_eq!(
-        wide,
-        json!(false),
-        "the product page scrolls sideways at phone width"
-    );
-    shot(&c, &shots, "explorer-phone.png").await;
-    c.set_window_size(1280, 1400).await.expect("desktop width");
+    at_phone_width(&c, &shots, "explorer-phone.png").await;
 
     // One's own text.
     c.goto(&format!("{url}/tag")).await.expect("open /tag");
@@ -463,21 +466,7 @@ async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
     assert_ne!(third, first);
 
     // Phone width: nothing scrolls sideways.
-    c.set_window_size(390, 1200).await.expect("phone width");
-    let wide = c
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-            vec![],
-        )
-        .await
-        .expect("scroll width");
-    assert_eq!(
-        wide,
-        json!(false),
-        "the review page scrolls sideways at phone width"
-    );
-    shot(&c, &shots, "review-phone.png").await;
-    c.set_window_size(1280, 1400).await.expect("desktop width");
+    at_phone_width(&c, &shots, "review-phone.png").await;
 
     // After a reload: the two are done, the name is remembered, the queue moved on.
     c.refresh().await.expect("reload");
