@@ -521,7 +521,7 @@ pub fn write_markdown(report: &GapReport) -> String {
         md,
         "Properties reviewers state that no pool tag captures (the careful labels' and the \
          team reviews' `missing`), grouped by normalised form (lower case, ё → е, no \
-         punctuation), counted once per product. Phrases stated by at least {min} products; \
+         punctuation, no adjective endings), counted once per product. Phrases stated by at least {min} products; \
          every phrase is in `pool-gaps.csv`. *Pool*: **already in pool** when a pool tag has \
          the same normalised form, *near* when one's words are all in the other's by crude stem (a hint). The \
          pools are not changed.\n"
