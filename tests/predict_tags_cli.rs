@@ -5,7 +5,7 @@
 //! kill and resume, shards); LLM re-ranking against a scripted chat server (confirming,
 //! falling back on a malformed or slow answer, usage errors).
 
-#[path = "../crates/curation/tests/support/chat_server.rs"]
+#[path = "../crates/llm/tests/support/chat_server.rs"]
 mod chat_server;
 
 use std::path::{Path, PathBuf};

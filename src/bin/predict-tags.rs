@@ -8,7 +8,7 @@
 //! tags a table (see `lamoda_inference::batch`), resumably.
 //!
 //! `--rerank-url URL --rerank-model NAME` (off by default; one product only) re-ranks the
-//! answer with an LLM behind an OpenAI-compatible chat API (`lamoda_curation::rerank`): our
+//! answer with an LLM behind an OpenAI-compatible chat API (`lamoda_llm::rerank`): our
 //! `--rerank-top-k` most probable tags and the product's reviews are sent, and only the tags
 //! the model confirms are kept. On a timeout or a malformed answer the output is our own
 //! tags and stderr says why; `--json` then has `"reranked": false` and the `rerank_error`.
@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use lamoda_curation::{RerankConfig, RerankInput, Reranker, apply_rerank};
 use lamoda_inference::batch::{
     BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
 };
 use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Request, Tagger};
+use lamoda_llm::{RerankConfig, RerankInput, Reranker, apply_rerank};
 use serde::Serialize;
 
 /// Tags a product's reviews: the good type picks the category's adapter, which gives a

@@ -19,6 +19,8 @@ pub fn run() -> anyhow::Result<()> {
         "== one build: xtask, predict-tags and the workspace's tests resolve the same features"
     );
     one_build(&cargo, &root)?;
+    eprintln!("== the runtime's binaries link neither the trainer nor the curation pipeline");
+    runtime_links(&cargo, &root)?;
     // Build into the target dir xtask itself was built in (target/debug/xtask → target),
     // the workspace's: Burn then compiles once for xtask and the checks alike.
     let target_dir = std::env::current_exe()
@@ -94,6 +96,29 @@ fn resolved_features(
         );
     }
     Ok(features)
+}
+
+/// Crates the runtime's binaries must never link.
+const NOT_IN_THE_RUNTIME: [&str; 2] = ["lamoda-trainer", "lamoda-curation"];
+
+/// Fails when `lamoda-server` or `lamoda-tags` (predict-tags) links a crate of
+/// [`NOT_IN_THE_RUNTIME`] (normal and build dependencies, as a release build links them).
+fn runtime_links(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
+    for package in ["lamoda-server", "lamoda-tags"] {
+        let linked = resolved_features(cargo, root, &["-p", package, "-e", "normal,build"])?;
+        let found: Vec<&str> = NOT_IN_THE_RUNTIME
+            .into_iter()
+            .filter(|name| linked.keys().any(|p| p.split(' ').next() == Some(*name)))
+            .collect();
+        if !found.is_empty() {
+            bail!(
+                "{package} links {}: the runtime's binaries must not (ARCHITECTURE.md, \
+                 Invariants)",
+                found.join(" and ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fails when a crate that `xtask` builds resolves other features when `lamoda-tags`

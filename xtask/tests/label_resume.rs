@@ -4,7 +4,7 @@
 //! finished product asked again and no line a rerun cannot read. Also `cargo xtask pool`
 //! on the result, and the one-line errors on bad input.
 
-#[path = "../../crates/curation/tests/support/chat_server.rs"]
+#[path = "../../crates/llm/tests/support/chat_server.rs"]
 mod chat_server;
 
 use std::collections::{BTreeMap, BTreeSet};

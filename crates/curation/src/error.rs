@@ -78,6 +78,9 @@ pub enum CurationError {
         /// The status and the server's message.
         reason: String,
     },
+    /// A chat-client setting.
+    #[error(transparent)]
+    Llm(#[from] lamoda_llm::LlmError),
     /// A data file read through `lamoda-data`.
     #[error(transparent)]
     Data(#[from] lamoda_data::DataError),

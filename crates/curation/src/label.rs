@@ -12,14 +12,12 @@ use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
 use crate::CurationError;
-use crate::answer::parse_answer;
 use crate::chunk::chunk_reviews;
-use crate::client::{AttemptError, ChatClient};
-use crate::error::excerpt;
 use crate::prompt::Prompt;
 use crate::store::{Record, Rejected, Status, Store};
 use crate::time::rfc3339;
 use crate::validate::{Validated, validate_tags};
+use lamoda_llm::{AskError, ChatClient, ask_tags};
 
 /// How to run the labeling.
 #[derive(Debug, Clone)]
@@ -214,14 +212,6 @@ pub async fn label_products(
     })
 }
 
-/// Why a chunk got no tags.
-pub(crate) enum ChunkError {
-    /// This product fails, with the reason.
-    Failed(String),
-    /// The whole run stops.
-    Fatal(String),
-}
-
 /// Labels one product: its record and the requests it took.
 async fn label_one(
     product: &Product,
@@ -237,13 +227,13 @@ async fn label_one(
     let mut failure = None;
     for (i, chunk) in chunks.iter().enumerate() {
         let message = prompt.render(&product.good_type, &product.name, chunk);
-        match ask(client, &message, &mut attempts).await {
+        match ask_tags(client, &message, &mut attempts).await {
             Ok(tags) => answers.push(validate_tags(&tags)),
-            Err(ChunkError::Failed(reason)) => {
+            Err(AskError::Failed(reason)) => {
                 failure = Some(format!("chunk {}/{}: {reason}", i + 1, chunks.len()));
                 break;
             }
-            Err(ChunkError::Fatal(reason)) => {
+            Err(AskError::Fatal(reason)) => {
                 return Err(CurationError::Server {
                     url: client.url().to_owned(),
                     reason,
@@ -275,47 +265,6 @@ async fn label_one(
     Ok((record, attempts))
 }
 
-/// One chunk's tags: the first attempt and up to `max_retries` more, waiting a backoff
-/// before each retry. Shared with the re-ranker ([`crate::rerank`]).
-pub(crate) async fn ask(
-    client: &ChatClient,
-    message: &str,
-    attempts: &mut u32,
-) -> Result<Vec<String>, ChunkError> {
-    let tries = client.config().max_retries.saturating_add(1);
-    let mut last = String::new();
-    let mut retry_after = None;
-    for n in 0..tries {
-        if n > 0 {
-            tokio::time::sleep(client.backoff(n, retry_after)).await;
-        }
-        *attempts += 1;
-        match client.attempt(message).await {
-            Ok(content) => match parse_answer(&content) {
-                Ok(tags) => return Ok(tags),
-                Err(e) => {
-                    last = format!("malformed answer ({e}): {:?}", excerpt(content.trim()));
-                    retry_after = None;
-                }
-            },
-            Err(AttemptError::Retryable {
-                reason,
-                retry_after: wait,
-            }) => {
-                last = reason;
-                retry_after = wait;
-            }
-            Err(AttemptError::Refused { reason }) => {
-                return Err(ChunkError::Failed(format!("request refused: {reason}")));
-            }
-            Err(AttemptError::Fatal { reason }) => return Err(ChunkError::Fatal(reason)),
-        }
-    }
-    Err(ChunkError::Failed(format!(
-        "{last} (gave up after {tries} attempts)"
-    )))
-}
-
 /// Asks the LLM for one name for a cluster of raw tags of `good_type` (consolidation):
 /// the answer is the labeler's format, `{"tags": ["name"]}`, parsed and retried the same
 /// way; its first tag that passes the tag rules (1–3 words, no size), normalised, is the name.
@@ -334,7 +283,7 @@ pub async fn name_cluster(
         list.join("\n")
     );
     let mut attempts = 0;
-    match ask(client, &message, &mut attempts).await {
+    match ask_tags(client, &message, &mut attempts).await {
         Ok(tags) => Ok(tags
             .iter()
             .find_map(|t| {
@@ -343,8 +292,8 @@ pub async fn name_cluster(
                     .map(|(_, normalized)| normalized)
             })
             .ok_or_else(|| format!("no usable name in {tags:?}"))),
-        Err(ChunkError::Failed(reason)) => Ok(Err(reason)),
-        Err(ChunkError::Fatal(reason)) => Err(CurationError::Server {
+        Err(AskError::Failed(reason)) => Ok(Err(reason)),
+        Err(AskError::Fatal(reason)) => Err(CurationError::Server {
             url: client.url().to_owned(),
             reason,
         }),

@@ -19,50 +19,42 @@
 //!    captures (the careful labels' and team reviews' `missing`), per category, with
 //!    counts and example reviews.
 //!
-//! Beside the pipeline, [`rerank`] is the optional LLM re-ranking of the runtime's answer
-//! (`predict-tags --rerank-url`): our top candidates and the product's reviews go to the same
-//! kind of chat server through the same client, and only the candidates it confirms stay.
+//! The chat client, its answer format and the runtime's optional re-ranking are
+//! `lamoda-llm`'s; this crate re-exports the client.
 //!
 //! Embeddings come from the base model (`lamoda-model`) through [`embed`], cached on disk
-//! by the weights' sha256. The runtime (`lamoda-inference`) never links this crate; this
-//! crate reads the runtime's types (`Prediction`) for [`rerank`].
+//! by the weights' sha256. The runtime and its binaries (`lamoda-inference`, `lamoda-server`,
+//! `predict-tags`) never link this crate.
 //!
 //! Errors are typed ([`CurationError`]) and name the file, line, field and value at fault.
 
-mod answer;
 pub mod audit;
 mod chunk;
-mod client;
 pub mod consolidate;
 pub mod embed;
 mod error;
 pub mod gaps;
 pub mod label;
 pub mod map;
-mod normalize;
 pub mod pool;
 mod prompt;
-/// Optional LLM re-ranking of a prediction: the model confirms some of our top candidates.
-pub mod rerank;
 pub mod store;
 mod time;
 mod validate;
 
-pub use answer::{AnswerError, parse_answer};
 pub use chunk::{
     CHARS_PER_TOKEN, TOKENS_PER_REVIEW, chunk_reviews, estimate_review_tokens, estimate_tokens,
 };
-pub use client::{ChatClient, ChatConfig};
 pub use error::CurationError;
 pub use label::{
     LabelOptions, LabelProgress, LabelSummary, label_products, name_cluster, record_key,
 };
-pub use normalize::{normalize_tag, tidy_tag};
+pub use lamoda_data::{normalize_tag, tidy_tag};
+pub use lamoda_llm::{AnswerError, ChatClient, ChatConfig, parse_answer};
 pub use pool::{
     Pool, PoolEntry, RawInput, RawTags, pool_tags, read_pool_csv, read_raw_tags, write_pool_csv,
 };
 pub use prompt::Prompt;
-pub use rerank::{DroppedTag, RerankConfig, RerankInput, RerankOutcome, Reranker, apply_rerank};
 pub use store::{Loaded, Opened, Record, Rejected, Status, Store, read_store};
 pub use validate::{MAX_WORDS, Validated, check_tag, size_reason, validate_tags};
 

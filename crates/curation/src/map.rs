@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::CurationError;
 use crate::embed::dot;
 use crate::error::excerpt;
-use crate::normalize::normalize_tag;
 use crate::pool::RawTags;
+use lamoda_data::normalize_tag;
 
 /// The columns of the mapping file, in order.
 pub const MAP_COLUMNS: [&str; 9] = [

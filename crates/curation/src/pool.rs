@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::CurationError;
-use crate::normalize::{normalize_tag, tidy_tag};
 use crate::store::{Status, read_store};
+use lamoda_data::{normalize_tag, tidy_tag};
 
 /// One product's raw tags.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,8 +9,8 @@
 //! Fit words without a number (`Маломерит`, `Большемерит`, `Соответствует размеру`) are
 //! *not* refused: the etalon pools hold them.
 
-use crate::normalize::{normalize_tag, tidy_tag};
 use crate::store::Rejected;
+use lamoda_data::{normalize_tag, tidy_tag};
 
 /// The most words a tag may have.
 pub const MAX_WORDS: usize = 3;

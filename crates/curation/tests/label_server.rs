@@ -1,7 +1,7 @@
 //! The labeler against a scripted OpenAI-compatible server: valid, fenced, malformed,
 //! slow, rate-limited, failing and dropped answers; chunking; reruns.
 
-#[path = "support/chat_server.rs"]
+#[path = "../../llm/tests/support/chat_server.rs"]
 mod chat_server;
 
 use std::collections::HashMap;

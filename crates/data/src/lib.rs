@@ -16,6 +16,7 @@ mod reviewed;
 mod routing;
 mod split;
 mod table;
+mod tag_text;
 
 pub use careful::{CarefulLabel, CarefulSet, careful_folds, careful_split, load_careful};
 pub use category::Category;
@@ -30,6 +31,7 @@ pub use products::{
 pub use reviewed::{ReviewedLabel, ReviewedLine, load_reviewed, reviews_sha256};
 pub use routing::{Route, Routing};
 pub use split::{Split, SplitConfig, kfold, train_dev_split};
+pub use tag_text::{normalize_tag, tidy_tag};
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, DataError>;

@@ -84,7 +84,7 @@ pub(crate) struct Inner {
     /// The review queue's ranking.
     pub ranking: crate::reviews::Ranking,
     /// The LLM re-ranker, when offered.
-    pub reranker: Option<lamoda_curation::Reranker>,
+    pub reranker: Option<lamoda_llm::Reranker>,
     permits: Arc<Semaphore>,
     cache: Mutex<LruCache<(String, Vec<String>), Scores>>,
 }
@@ -139,8 +139,7 @@ impl AppState {
         metrics.stored_judgments(&reviews.counts()?);
         let reranker = match &config.rerank {
             Some(c) => Some(
-                lamoda_curation::Reranker::new(c.clone())
-                    .map_err(|e| ServerError::Config(e.into()))?,
+                lamoda_llm::Reranker::new(c.clone()).map_err(|e| ServerError::Config(e.into()))?,
             ),
             None => None,
         };
@@ -295,7 +294,7 @@ impl AppState {
                 let outcome = match tagger.pool(prediction.category) {
                     Some(pool) => {
                         reranker
-                            .rerank(lamoda_curation::RerankInput::from_prediction(
+                            .rerank(lamoda_llm::RerankInput::from_prediction(
                                 pool,
                                 &reviews,
                                 &prediction,
@@ -304,7 +303,7 @@ impl AppState {
                     }
                     None => return (i, None),
                 };
-                lamoda_curation::apply_rerank(&mut prediction, &outcome);
+                lamoda_llm::apply_rerank(&mut prediction, &outcome);
                 (
                     i,
                     Some((prediction, outcome.reranked, outcome.rerank_error)),

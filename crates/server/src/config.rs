@@ -131,9 +131,9 @@ pub struct RerankArgs {
 
 impl RerankArgs {
     /// The re-ranking settings the flags ask for (`None` without `--rerank-url`).
-    pub fn config(&self) -> Option<lamoda_curation::RerankConfig> {
+    pub fn config(&self) -> Option<lamoda_llm::RerankConfig> {
         let (url, model) = (self.rerank_url.as_ref()?, self.rerank_model.as_ref()?);
-        Some(lamoda_curation::RerankConfig::from_flags(
+        Some(lamoda_llm::RerankConfig::from_flags(
             url,
             model,
             self.rerank_key.clone(),
@@ -172,19 +172,13 @@ pub enum ConfigError {
     EmptyApiKey,
     /// The re-ranking settings cannot be used.
     #[error(transparent)]
-    Rerank(Box<lamoda_curation::CurationError>),
+    Rerank(#[from] lamoda_llm::LlmError),
     /// No place for the review store.
     #[error(
         "no place for the review store: give --reviews-db PATH (neither XDG_DATA_HOME nor \
          HOME is set)"
     )]
     NoReviewsDb,
-}
-
-impl From<lamoda_curation::CurationError> for ConfigError {
-    fn from(e: lamoda_curation::CurationError) -> Self {
-        Self::Rerank(Box::new(e))
-    }
 }
 
 /// The review store's default file: `$XDG_DATA_HOME/lamoda-tags/reviews.sqlite`, else
@@ -217,7 +211,7 @@ pub struct ServerConfig {
     /// The review store's file; in memory (lost at exit) when `None`.
     pub reviews_db: Option<PathBuf>,
     /// The LLM re-ranking, when offered.
-    pub rerank: Option<lamoda_curation::RerankConfig>,
+    pub rerank: Option<lamoda_llm::RerankConfig>,
     /// The limits.
     pub limits: Limits,
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-#[path = "../../curation/tests/support/chat_server.rs"]
+#[path = "../../llm/tests/support/chat_server.rs"]
 mod chat_server;
 
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use lamoda_server::config::RerankArgs;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-fn rerank(chat: &ChatServer, timeout_s: u64) -> Option<lamoda_curation::RerankConfig> {
+fn rerank(chat: &ChatServer, timeout_s: u64) -> Option<lamoda_llm::RerankConfig> {
     RerankArgs {
         rerank_url: Some(chat.base_url()),
         rerank_model: Some("test-model".into()),

@@ -8,9 +8,9 @@ mod chat_server;
 use std::time::{Duration, Instant};
 
 use chat_server::{ChatServer, Reply};
-use lamoda_curation::{RerankConfig, RerankInput, RerankOutcome, Reranker, apply_rerank};
 use lamoda_data::{Category, EtalonPool, TagGroup};
 use lamoda_inference::{PredictedTag, Prediction, TagProbability};
+use lamoda_llm::{RerankConfig, RerankInput, RerankOutcome, Reranker, apply_rerank};
 
 fn pool() -> EtalonPool {
     let mut pool = EtalonPool::new(

@@ -2,8 +2,8 @@
 //! 127.0.0.1 (a free port), serves `POST /v1/chat/completions` over HTTP/1.1 keep-alive, one
 //! thread per connection, and answers each request as the test's handler says: a chat
 //! completion with some content, any status and headers, a body that is not a completion,
-//! a delay first, or a dropped connection. Shared by lamoda-curation's and xtask's tests
-//! (`#[path]`).
+//! a delay first, or a dropped connection. Shared by the tests of lamoda-llm, lamoda-curation,
+//! the server, predict-tags and xtask (`#[path]`).
 #![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

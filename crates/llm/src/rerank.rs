@@ -36,10 +36,11 @@ use lamoda_inference::tagger::MAX_TAGS;
 use lamoda_inference::{PredictedTag, Prediction, TagProbability};
 use serde::Serialize;
 
-use crate::CurationError;
+use lamoda_data::normalize_tag;
+
+use crate::ask::{AskError, ask_tags};
 use crate::client::{ChatClient, ChatConfig};
-use crate::label::{ChunkError, ask};
-use crate::normalize::normalize_tag;
+use crate::error::LlmError;
 
 /// Candidates sent to the model by default: our most probable pool tags.
 pub const DEFAULT_TOP_K: usize = 20;
@@ -127,13 +128,13 @@ impl RerankConfig {
     }
 
     /// Checks the settings; an error names the `--rerank-*` flag at fault.
-    pub fn check(&self) -> Result<(), CurationError> {
+    pub fn check(&self) -> Result<(), LlmError> {
         self.chat.check().map_err(|e| match e {
-            CurationError::Config {
+            LlmError::Config {
                 field,
                 reason,
                 value,
-            } => CurationError::Config {
+            } => LlmError::Config {
                 field: match field {
                     "--base-url" => "--rerank-url",
                     "--model" => "--rerank-model",
@@ -143,10 +144,9 @@ impl RerankConfig {
                 reason,
                 value,
             },
-            other => other,
         })?;
         let bad = |field: &'static str, reason: String, value: String| {
-            Err(CurationError::Config {
+            Err(LlmError::Config {
                 field,
                 reason,
                 value,
@@ -287,7 +287,7 @@ pub struct Reranker {
 
 impl Reranker {
     /// A re-ranker for `config` (checked: an error names the `--rerank-*` flag).
-    pub fn new(config: RerankConfig) -> Result<Reranker, CurationError> {
+    pub fn new(config: RerankConfig) -> Result<Reranker, LlmError> {
         config.check()?;
         let client = ChatClient::new(config.chat.clone())?;
         Ok(Reranker { client, config })
@@ -333,11 +333,11 @@ impl Reranker {
         }
         let message = self.prompt(&input, &candidates);
         let mut attempts = 0u32;
-        let asked = ask(&self.client, &message, &mut attempts);
+        let asked = ask_tags(&self.client, &message, &mut attempts);
         let answer = match self.config.deadline {
             Some(deadline) => match tokio::time::timeout(deadline, asked).await {
                 Ok(answer) => answer,
-                Err(_) => Err(ChunkError::Failed(format!(
+                Err(_) => Err(AskError::Failed(format!(
                     "timed out after {:.1} s (the re-ranking's deadline)",
                     deadline.as_secs_f64()
                 ))),
@@ -357,11 +357,11 @@ impl Reranker {
                     attempts,
                 }
             }
-            Err(ChunkError::Failed(reason)) => {
+            Err(AskError::Failed(reason)) => {
                 let error = format!("{}: {reason}", self.client.url());
                 RerankOutcome::fallback(&input, candidates, error, attempts)
             }
-            Err(ChunkError::Fatal(reason)) => {
+            Err(AskError::Fatal(reason)) => {
                 let error = format!(
                     "{}: the chat server refuses every request: {}",
                     self.client.url(),

@@ -5,8 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::CurationError;
-use crate::error::excerpt;
+use crate::error::{LlmError, excerpt};
 
 /// Settings of the chat endpoint and of retrying.
 #[derive(Debug, Clone)]
@@ -33,10 +32,10 @@ pub struct ChatConfig {
 
 impl ChatConfig {
     /// Checks the settings.
-    pub fn check(&self) -> Result<(), CurationError> {
+    pub fn check(&self) -> Result<(), LlmError> {
         let url = self.base_url.trim();
         if !url.starts_with("http://") {
-            return Err(CurationError::Config {
+            return Err(LlmError::Config {
                 field: "--base-url",
                 reason: if url.starts_with("https://") {
                     "https is not built in: use the server's plain http address (a local \
@@ -49,14 +48,14 @@ impl ChatConfig {
             });
         }
         if self.model.trim().is_empty() {
-            return Err(CurationError::Config {
+            return Err(LlmError::Config {
                 field: "--model",
                 reason: "must not be empty".to_owned(),
                 value: self.model.clone(),
             });
         }
         if self.timeout.is_zero() {
-            return Err(CurationError::Config {
+            return Err(LlmError::Config {
                 field: "--timeout-s",
                 reason: "must be positive".to_owned(),
                 value: format!("{:?}", self.timeout),
@@ -106,7 +105,7 @@ pub struct ChatClient {
 
 impl ChatClient {
     /// A client for `config` (checked).
-    pub fn new(config: ChatConfig) -> Result<ChatClient, CurationError> {
+    pub fn new(config: ChatConfig) -> Result<ChatClient, LlmError> {
         config.check()?;
         let url = format!(
             "{}/chat/completions",
@@ -115,7 +114,7 @@ impl ChatClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
-            .map_err(|e| CurationError::Config {
+            .map_err(|e| LlmError::Config {
                 field: "--base-url",
                 reason: format!("cannot build an HTTP client: {e}"),
                 value: config.base_url.clone(),
