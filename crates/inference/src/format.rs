@@ -90,6 +90,75 @@ pub const CAREFUL_FILE: &str = "careful.json";
 /// A category's training config (the trainer's record; not read at run time).
 pub const TRAIN_CONFIG_FILE: &str = "train_config.json";
 
+/// One set of figures in `metrics.json` (the trainer writes more fields; these are the
+/// ones the runtime shows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+pub struct RecordedFigures {
+    /// Micro-F1.
+    #[serde(default)]
+    pub micro_f1: Option<f64>,
+    /// Micro precision.
+    #[serde(default, alias = "micro_precision")]
+    pub precision: Option<f64>,
+    /// Micro recall.
+    #[serde(default, alias = "micro_recall")]
+    pub recall: Option<f64>,
+}
+
+/// The careful-label figures `metrics.json` records (`careful.dev.model`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+pub struct RecordedCareful {
+    /// The careful dev split's figures.
+    #[serde(default)]
+    pub dev: Option<RecordedCarefulDev>,
+}
+
+/// `careful.dev` of `metrics.json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+pub struct RecordedCarefulDev {
+    /// The shipped answer's figures against the careful labels.
+    #[serde(default)]
+    pub model: Option<RecordedFigures>,
+}
+
+/// What an adapter's `metrics.json` records that the runtime shows (`/v1/model`): its
+/// dev figures (tuned as shipped) beside the prior's, its split sizes and its careful-dev
+/// figures. Other fields of the file are the trainer's record and are not read here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+pub struct RecordedMetrics {
+    /// Dev figures at the tuned thresholds.
+    #[serde(default)]
+    pub tuned: Option<RecordedFigures>,
+    /// The frequency prior's dev figures.
+    #[serde(default)]
+    pub prior: Option<RecordedFigures>,
+    /// Training products.
+    #[serde(default)]
+    pub n_train: Option<u64>,
+    /// Dev products.
+    #[serde(default)]
+    pub n_dev: Option<u64>,
+    /// The careful-label figures, once calibrated.
+    #[serde(default)]
+    pub careful: Option<RecordedCareful>,
+}
+
+impl RecordedMetrics {
+    /// Reads `<adapter_dir>/metrics.json`; `Ok(None)` when the adapter has none.
+    pub fn read(adapter_dir: &Path) -> Result<Option<Self>, InferenceError> {
+        let path = adapter_dir.join(METRICS_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        read_json(&path).map(Some)
+    }
+
+    /// The careful-dev figures of the shipped answer, when recorded.
+    pub fn careful_dev(&self) -> Option<RecordedFigures> {
+        self.careful?.dev?.model
+    }
+}
+
 /// Reads a JSON file into `T`, naming the file on failure.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, InferenceError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -106,4 +175,44 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), InferenceE
         source,
     })?;
     std::fs::write(path, text).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_metrics_read_what_the_runtime_shows_and_name_a_bad_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(RecordedMetrics::read(dir.path()).expect("none"), None);
+        // The trainer's shape, with the careful section calibrate adds.
+        std::fs::write(
+            dir.path().join(METRICS_FILE),
+            r#"{"category": "bags", "epoch": 6, "n_train": 286, "n_dev": 80,
+                "dev": {"micro_f1": 0.61, "micro_precision": 0.5},
+                "tuned": {"micro_f1": 0.647, "micro_precision": 0.6, "micro_recall": 0.7},
+                "prior": {"micro_f1": 0.522},
+                "history": [{"epoch": 1}],
+                "careful": {"dev": {"model": {"precision": 0.797, "recall": 0.785,
+                            "micro_f1": 0.791, "n": 80}}}}"#,
+        )
+        .expect("write");
+        let m = RecordedMetrics::read(dir.path())
+            .expect("read")
+            .expect("some");
+        assert_eq!(m.n_train, Some(286));
+        assert_eq!(m.tuned.and_then(|f| f.micro_f1), Some(0.647));
+        assert_eq!(m.tuned.and_then(|f| f.recall), Some(0.7));
+        assert_eq!(m.prior.and_then(|f| f.micro_f1), Some(0.522));
+        let careful = m.careful_dev().expect("careful dev");
+        assert_eq!(
+            (careful.precision, careful.recall, careful.micro_f1),
+            (Some(0.797), Some(0.785), Some(0.791))
+        );
+        std::fs::write(dir.path().join(METRICS_FILE), "{\"n_train\": \"many\"}").expect("write");
+        let e = RecordedMetrics::read(dir.path())
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains(METRICS_FILE), "{e}");
+    }
 }

@@ -20,8 +20,8 @@ use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::api::ListQuery;
-use crate::app::{AppState, default_threshold, product_page};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::state::{AppState, default_threshold, product_page};
 
 const APP_JS: &str = include_str!("../static/app.js");
 const APP_CSS: &str = include_str!("../static/app.css");

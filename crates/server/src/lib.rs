@@ -25,11 +25,14 @@ pub mod config;
 pub mod error;
 mod explorer;
 mod extract;
+mod handlers;
 mod metrics;
 pub mod openapi;
 mod products;
 pub mod queue;
 pub mod reviews;
+mod state;
 
-pub use app::{RunningServer, ServerError, app_main, serve, start};
+pub use app::{RunningServer, app_main, serve, start};
 pub use config::{Limits, ServeArgs, ServerConfig};
+pub use state::ServerError;

@@ -16,17 +16,17 @@ use crate::error::ErrorBody;
         description = "Curated tags from a product's customer reviews, with the reviews behind each tag.",
     ),
     paths(
-        crate::app::post_tags,
-        crate::app::post_batch,
-        crate::app::get_categories,
-        crate::app::get_model,
-        crate::app::get_products,
-        crate::app::get_product,
+        crate::handlers::post_tags,
+        crate::handlers::post_batch,
+        crate::handlers::get_categories,
+        crate::handlers::get_model,
+        crate::handlers::get_products,
+        crate::handlers::get_product,
         crate::reviews::post_review,
         crate::reviews::get_reviews,
         crate::reviews::get_queue,
-        crate::app::health,
-        crate::app::metrics,
+        crate::handlers::health,
+        crate::handlers::metrics,
     ),
     components(schemas(
         api::TagRequest,
@@ -68,6 +68,11 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// `GET /openapi.json`.
+pub(crate) async fn serve() -> axum::response::Response {
+    axum::response::IntoResponse::into_response(axum::Json(document()))
 }
 
 /// The OpenAPI document.

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::TagResponse;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 
 /// The most queue items per request.
 pub const MAX_QUEUE_LIMIT: u32 = 50;
