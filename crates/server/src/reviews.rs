@@ -9,9 +9,8 @@
 //! through the same inference queue as the API; until it is done, unscored products follow
 //! the scored ones in table order.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -199,29 +198,6 @@ pub(crate) fn priority(prediction: &Prediction) -> (f32, String) {
         reason.push_str(&format!("; {first:?} shown with no supporting review"));
     }
     (score, reason)
-}
-
-/// The queue's ranking: a priority per scored SKU, filled in the background.
-#[derive(Debug, Default)]
-pub(crate) struct Ranking {
-    started: AtomicBool,
-    scored: Mutex<HashMap<String, (f32, String)>>,
-}
-
-impl Ranking {
-    fn get(&self, sku: &str) -> Option<(f32, String)> {
-        self.scored.lock().ok()?.get(sku).cloned()
-    }
-
-    fn put(&self, sku: &str, value: (f32, String)) {
-        if let Ok(mut scored) = self.scored.lock() {
-            scored.insert(sku.to_owned(), value);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.scored.lock().map_or(0, |s| s.len())
-    }
 }
 
 /// Starts scoring the product table for the queue (once).

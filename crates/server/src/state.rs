@@ -2,8 +2,10 @@
 //! product table, the review store, the score cache and the in-flight limit; tagging
 //! through the inference queue; what the server's startup can fail with.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lamoda_data::Category;
@@ -72,7 +74,7 @@ pub(crate) struct Inner {
     /// The reviewers' judgments.
     pub reviews: Arc<lamoda_reviews::ReviewStore>,
     /// The review queue's ranking.
-    pub ranking: crate::reviews::Ranking,
+    pub ranking: Ranking,
     /// The LLM re-ranker, when offered.
     pub reranker: Option<lamoda_llm::Reranker>,
     permits: Arc<Semaphore>,
@@ -139,7 +141,7 @@ impl AppState {
             products,
             metrics,
             reviews: Arc::new(reviews),
-            ranking: crate::reviews::Ranking::default(),
+            ranking: Ranking::default(),
             reranker,
             permits,
             cache: Mutex::new(LruCache::new(cache)),
@@ -405,4 +407,27 @@ pub(crate) fn product_page(state: &AppState, query: &ListQuery) -> Result<Produc
         page,
         per_page,
     ))
+}
+
+/// The queue's ranking: a priority per scored SKU, filled in the background.
+#[derive(Debug, Default)]
+pub(crate) struct Ranking {
+    pub(crate) started: AtomicBool,
+    scored: Mutex<HashMap<String, (f32, String)>>,
+}
+
+impl Ranking {
+    pub(crate) fn get(&self, sku: &str) -> Option<(f32, String)> {
+        self.scored.lock().ok()?.get(sku).cloned()
+    }
+
+    pub(crate) fn put(&self, sku: &str, value: (f32, String)) {
+        if let Ok(mut scored) = self.scored.lock() {
+            scored.insert(sku.to_owned(), value);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.scored.lock().map_or(0, |s| s.len())
+    }
 }
