@@ -287,16 +287,21 @@ function reviewPage() {
     status(open === 0 ? "Every tag decided: Enter saves and shows the next product." : open + " tags to decide.");
   }
 
+  // Only the latest request's answer is shown: an earlier one (the page's first, for every
+  // category, or one from before the last save) may come back later and be stale.
+  let seq = 0;
   async function refill() {
     const q = new URLSearchParams({ limit: "10" });
     if (category.value) q.set("category", category.value);
+    const mine = ++seq;
     try {
       const data = await api("/v1/reviews/queue?" + q, { headers: headers() });
+      if (mine !== seq) return;
       queue = data.items;
       renderProgress(data.progress);
       show();
     } catch (e) {
-      status(e.message, true);
+      if (mine === seq) status(e.message, true);
     }
   }
 

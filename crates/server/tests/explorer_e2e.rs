@@ -373,14 +373,22 @@ async fn a_person_uses_the_explorer() {
     eprintln!("screenshots in {}", shots.display());
 }
 
-/// The `data-sku` of the product under review once it is not `previous`.
-async fn product_under_review(c: &fantoccini::Client, previous: Option<&str>) -> String {
+/// The `data-sku` of the product under review once it is one of `category` (by its meta
+/// line, `… → accs · …`; any when empty) other than `previous`.
+async fn product_under_review(
+    c: &fantoccini::Client,
+    category: &str,
+    previous: Option<&str>,
+) -> String {
     for _ in 0..600 {
         let sku = c
             .execute(
                 "const s = document.getElementById('review-product');
-                 return s.hidden || !document.querySelector('#review-tags li') ? null : s.dataset.sku;",
-                vec![],
+                 const meta = document.getElementById('review-meta').textContent;
+                 return s.hidden || !document.querySelector('#review-tags li')
+                     || (arguments[0] && !meta.includes('→ ' + arguments[0] + ' ·'))
+                     ? null : s.dataset.sku;",
+                vec![json!(category)],
             )
             .await
             .expect("script");
@@ -391,7 +399,7 @@ async fn product_under_review(c: &fantoccini::Client, previous: Option<&str>) ->
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no product to review after {previous:?}");
+    panic!("no `{category}` product to review after {previous:?}");
 }
 
 /// The verdicts shown on the suggested tags, in order.
@@ -431,7 +439,7 @@ async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
         .select_by_value("accs")
         .await
         .expect("choose accs");
-    let first = product_under_review(&c, None).await;
+    let first = product_under_review(&c, "accs", None).await;
     // Leave the form with Escape, then judge with the keyboard only.
     c.execute(
         "document.getElementById('review-category').focus();",
@@ -453,7 +461,7 @@ async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
     press(&c, 'A').await;
     shot(&c, &shots, "review-queue.png").await;
     press(&c, '\u{E007}').await;
-    let second = product_under_review(&c, Some(&first)).await;
+    let second = product_under_review(&c, "accs", Some(&first)).await;
     press(&c, 'R').await;
     c.find(Locator::Id("review-missing"))
         .await
@@ -462,7 +470,7 @@ async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
         .await
         .expect("type");
     press(&c, '\u{E007}').await;
-    let third = product_under_review(&c, Some(&second)).await;
+    let third = product_under_review(&c, "accs", Some(&second)).await;
     assert_ne!(third, first);
 
     // Phone width: nothing scrolls sideways.
@@ -489,7 +497,7 @@ async fn a_reviewer_works_through_the_queue_with_the_keyboard() {
     assert_eq!(remembered.as_deref(), Some("Вера"));
     let done = text_of(&c, "review-done").await;
     assert!(done.contains(&first) && done.contains(&second), "{done}");
-    let next = product_under_review(&c, None).await;
+    let next = product_under_review(&c, "", None).await;
     assert!(next != first && next != second);
 
     // What the server kept.
