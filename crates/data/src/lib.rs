@@ -12,6 +12,7 @@ mod error;
 mod etalon;
 mod labeled;
 mod products;
+pub mod project;
 mod reviewed;
 mod routing;
 mod split;
@@ -27,6 +28,10 @@ pub use labeled::{LabeledSet, ReviewStack, UnknownTagPolicy, load_labeled, parse
 pub use products::{
     Product, TagMapping, TagPool, load_products, load_tag_mappings, load_tag_pools,
     load_test_examples,
+};
+pub use project::{
+    DATA_ENV, DEFAULT_PROJECT_FILES, DataDir, PROJECT_ENV, PROJECT_MARKER, Project, ProjectError,
+    init_project,
 };
 pub use reviewed::{ReviewedLabel, ReviewedLine, load_reviewed, reviews_sha256};
 pub use routing::{Route, Routing};

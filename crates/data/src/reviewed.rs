@@ -1,5 +1,5 @@
 //! Team-reviewed labels: products a team's reviewers judged in the server's review queue,
-//! exported (`cargo xtask review export`) in the careful-label protocol, one JSON line per
+//! exported (`lamoda-tags review export`) in the careful-label protocol, one JSON line per
 //! product. Unlike `careful/<category>.jsonl`, whose lines point at rows of
 //! `labeled/<category>.csv`, a reviewed line carries its reviews itself, so it joins
 //! nothing and can be trained and evaluated on beside the shared careful labels.

@@ -80,7 +80,7 @@ impl Adapter {
     }
 
     /// [`Adapter::load`] without the lexical branch (which is not read, so one written by
-    /// an older format does not stop `cargo xtask train --keep-encoder` from refitting it).
+    /// an older format does not stop `lamoda-tags train --keep-encoder` from refitting it).
     pub fn load_encoder(dir: &Path, base: &LoadedBase) -> Result<Self, InferenceError> {
         let plain = encoder_device(&base.encoder).inner();
         let (model, _) = TagModel::load_adapter(dir, base.encoder.valid(), &base.info, &plain)?;

@@ -1,5 +1,5 @@
 //! [`Bundle`]: a model directory checked against its manifest (see [`crate::format`]),
-//! and [`write_bundle`], which the trainer and `cargo xtask bundle` use to write one.
+//! and [`write_bundle`], which the trainer and `lamoda-tags bundle` use to write one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

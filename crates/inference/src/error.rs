@@ -18,7 +18,7 @@ pub enum InferenceError {
     },
     /// A directory is not a model bundle (no `bundle.json`).
     #[error(
-        "{} is not a model bundle: {} is missing (write one with `cargo xtask bundle`)",
+        "{} is not a model bundle: {} is missing (write one with `lamoda-tags bundle`)",
         path.display(), manifest.display()
     )]
     NotABundle {
@@ -30,7 +30,7 @@ pub enum InferenceError {
     /// The bundle was written by a newer (or unknown) format.
     #[error(
         "{}: bundle format {found:?}, but this build reads {expected:?} (update predict-tags, \
-         or re-export the bundle with this version's `cargo xtask bundle`)",
+         or re-export the bundle with this version's `lamoda-tags bundle`)",
         path.display()
     )]
     FormatVersion {
@@ -85,7 +85,7 @@ pub enum InferenceError {
     /// The base model directory holds no base.
     #[error(
         "no base model at {} (the bundle needs {name:?}): run `{provide}` in the project \
-         checkout, or give the base with --base DIR (or LAMODA_BASE)",
+         the bundle came from, or give the base with --base DIR (or LAMODA_BASE)",
         path.display()
     )]
     NoBase {

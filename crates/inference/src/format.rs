@@ -48,7 +48,7 @@
 //! { "format": "lamoda-bundle/1",
 //!   "base": { "name": "e5-small", "sha256": "<hex of model.safetensors>",
 //!             "default_dir": "../models/e5-small",
-//!             "provide": "cargo xtask fetch-base e5-small" },
+//!             "provide": "lamoda-tags fetch-base e5-small" },
 //!   "categories": ["accs", "bags", "beauty", "clothes", "shoes"] }
 //! ```
 //! `default_dir` is relative to the bundle directory. A bundle of a newer format, a base

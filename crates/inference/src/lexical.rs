@@ -539,7 +539,7 @@ impl LexicalModel {
             return Err(bad(
                 &path,
                 format!(
-                    "format {:?}, expected {LEXICAL_FORMAT:?} (refit it with `cargo xtask train \
+                    "format {:?}, expected {LEXICAL_FORMAT:?} (refit it with `lamoda-tags train \
                      --keep-encoder`)",
                     file.format
                 ),

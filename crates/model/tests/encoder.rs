@@ -166,7 +166,7 @@ fn missing_and_misshapen_tensors_are_named() {
         .expect_err("no dir")
         .to_string();
     assert!(
-        err.contains("no base model at") && err.contains("cargo xtask fetch-base e5-small"),
+        err.contains("no base model at") && err.contains("lamoda-tags fetch-base e5-small"),
         "{err}"
     );
 }

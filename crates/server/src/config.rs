@@ -1,6 +1,6 @@
 //! The server's settings: its address, the model bundle and base, the product table, the
 //! API key and the request limits, from command-line flags ([`ServeArgs`], shared by the
-//! `lamoda-server` binary and `cargo xtask serve`), checked on load ([`ServerConfig`]).
+//! `lamoda-server` binary and `lamoda-tags serve`), checked on load ([`ServerConfig`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ impl Default for Limits {
     }
 }
 
-/// The flags of `lamoda-server` and `cargo xtask serve`.
+/// The flags of `lamoda-server` and `lamoda-tags serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// The address to listen on.

@@ -295,7 +295,7 @@ async fn review(State(state): State<AppState>) -> Html<String> {
         .collect();
     let content = html! {
         h1 { "Review queue" }
-        p.meta { "Check the model's tags against the reviews: accept what a review clearly states, reject the rest, add what it missed. Each judgment is kept and becomes training data (" code { "cargo xtask review export" } ")." }
+        p.meta { "Check the model's tags against the reviews: accept what a review clearly states, reject the rest, add what it missed. Each judgment is kept and becomes training data (" code { "lamoda-tags review export" } ")." }
         form id="review-setup" class="filters" {
             label for="reviewer" { "Reviewer" }
             input id="reviewer" name="reviewer" autocomplete="nickname" placeholder="Your name" required;

@@ -69,7 +69,7 @@ fn setup() -> Result<(PathBuf, PathBuf, PathBuf), String> {
         .join("models/e5-small/model.safetensors")
         .is_file()
     {
-        return Err("no base in models/e5-small (cargo xtask fetch-base e5-small)".into());
+        return Err("no base in models/e5-small (lamoda-tags fetch-base e5-small)".into());
     }
     let data = std::env::var_os("LAMODA_DATA").ok_or("LAMODA_DATA is not set")?;
     let table = Path::new(&data).join("reviews_sampled_with_pull_tags.csv");

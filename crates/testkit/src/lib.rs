@@ -381,7 +381,7 @@ pub fn has_real_base(dir: &Path, test: &str) -> bool {
         dir.display()
     );
     eprintln!(
-        "SKIP {test}: no base at {} (run `cargo xtask fetch-base e5-small` or set LAMODA_BASE)",
+        "SKIP {test}: no base at {} (run `lamoda-tags fetch-base e5-small` or set LAMODA_BASE)",
         dir.display()
     );
     false

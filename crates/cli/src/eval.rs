@@ -1,4 +1,4 @@
-//! `cargo xtask eval`: a model's metrics per category, always beside the
+//! `lamoda-tags eval`: a model's metrics per category, always beside the
 //! frequency prior.
 
 use std::collections::BTreeMap;
@@ -9,16 +9,16 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
+use lamoda_data::{DataDir, Project};
 use lamoda_inference::{DecodeOptions, Tagger};
 use lamoda_metrics::{
     FrequencyPrior, Metrics, evaluate, evaluate_prior, evaluate_probabilities, gold_indices,
 };
-use lamoda_tags::DataDir;
 use serde::Serialize;
 
-use crate::common::{DataRootArgs, emit, project};
+use crate::common::{DataRootArgs, emit};
 
-/// Arguments of `cargo xtask eval`.
+/// Arguments of `lamoda-tags eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Evaluate one category only (default: every category with data).
@@ -28,7 +28,7 @@ pub struct EvalArgs {
     /// training data). Without it, the dev split of the training data is used.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The model: a bundle (as written by `cargo xtask train` or `cargo xtask bundle`) or
+    /// The model: a bundle (as written by `lamoda-tags train` or `lamoda-tags bundle`) or
     /// `prior` (the frequency prior alone). Default: the project's `adapters/`.
     #[arg(long, value_name = "DIR|prior")]
     model: Option<String>,
@@ -53,7 +53,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = Labels::Noisy)]
     labels: Labels,
     /// With `--labels careful`: also score the bundle on team-reviewed labels
-    /// (`cargo xtask review export` files; repeat for several), beside the prior. Products
+    /// (`lamoda-tags review export` files; repeat for several), beside the prior. Products
     /// the bundle was trained on (`train --reviewed`) score in-sample there.
     #[arg(long, value_name = "FILE")]
     reviewed: Vec<PathBuf>,
@@ -99,14 +99,13 @@ struct Report {
     mean_prior_micro_f1: f64,
 }
 
-/// Runs `cargo xtask eval`.
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+/// Runs `lamoda-tags eval`.
+pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
     if args.k == 0 {
         bail!("--k must be at least 1");
     }
-    let project = project();
     if args.labels == Labels::Careful {
-        return careful(&args);
+        return careful(&args, project);
     }
     if !args.reviewed.is_empty() {
         bail!("--reviewed scores team-reviewed labels: add --labels careful");
@@ -223,14 +222,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 /// `eval --labels careful`: every source's figures on the careful dev split.
-fn careful(args: &EvalArgs) -> anyhow::Result<()> {
+fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
     use crate::careful::{CarefulRows, careful_dev, pooled, print_careful_table};
     if args.data.is_some() || !args.min_mentions.is_empty() {
         bail!(
             "--labels careful scores the careful dev split of the data: drop --data and --min-mentions"
         );
     }
-    let project = project();
     let data = args.train_data.resolve()?;
     let split = project.careful_split()?;
     let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
@@ -331,7 +329,7 @@ pub fn tagger_metrics(
     if bundled.tags != pool.tags {
         bail!(
             "{}: the bundle's `{category}` pool differs from etalon_tags/{category}.toml \
-             (retrain the adapter, or rewrite the bundle with `cargo xtask bundle` if only \
+             (retrain the adapter, or rewrite the bundle with `lamoda-tags bundle` if only \
              the groups changed)",
             tagger.bundle().category_dir(category).display()
         );

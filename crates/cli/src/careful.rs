@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use lamoda_data::{Category, EtalonPool, ReviewStack, SplitConfig, careful_folds};
+use lamoda_data::{DataDir, Project};
 use lamoda_inference::{DecodeOptions, Request, Scores, Tagger};
 use lamoda_metrics::{FrequencyPrior, gold_indices};
-use lamoda_tags::DataDir;
 use serde::{Deserialize, Serialize};
 
 /// A category's carefully labelled products, each with its noisy label, dealt into the
@@ -404,10 +404,10 @@ pub fn print_careful_table(
     );
 }
 
-/// Team-reviewed labels (`cargo xtask review export` files) per category, as rows with
+/// Team-reviewed labels (`lamoda-tags review export` files) per category, as rows with
 /// their reviewed tags, each line checked against the project's pool of its category.
 pub fn reviewed_rows(
-    project: &lamoda_tags::Project,
+    project: &Project,
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<BTreeMap<Category, Vec<ReviewStack>>> {
     let mut rows: BTreeMap<Category, Vec<ReviewStack>> = BTreeMap::new();

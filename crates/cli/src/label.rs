@@ -1,4 +1,4 @@
-//! `cargo xtask label` and `cargo xtask pool`: the label-curation pipeline of
+//! `lamoda-tags label` and `lamoda-tags pool`: the label-curation pipeline of
 //! `lamoda-curation` (LLM labeling of review stacks; the raw-tag pool).
 
 use std::io::IsTerminal as _;
@@ -13,9 +13,9 @@ use lamoda_curation::{
     read_raw_tags, write_pool_csv,
 };
 
-use crate::common::project;
+use lamoda_data::Project;
 
-/// `cargo xtask label`.
+/// `lamoda-tags label`.
 #[derive(Args, Debug)]
 pub struct LabelArgs {
     /// The product table, in the `reviews_sampled.csv` layout (`product_sku`, `comment_id`,
@@ -65,10 +65,10 @@ pub struct LabelArgs {
     limit: Option<usize>,
 }
 
-/// `cargo xtask pool`.
+/// `lamoda-tags pool`.
 #[derive(Args, Debug)]
 pub struct PoolArgs {
-    /// Raw tags: a label store (`.jsonl`, from `cargo xtask label`) or a product table with a
+    /// Raw tags: a label store (`.jsonl`, from `lamoda-tags label`) or a product table with a
     /// `tags` column (`; `-separated), such as `reviews_sampled_with_tags.csv`.
     #[arg(long, value_name = "RAW.jsonl|TABLE.csv")]
     input: PathBuf,
@@ -79,7 +79,7 @@ pub struct PoolArgs {
 
 /// Labels the product table into the store, with a progress bar on a terminal (a progress
 /// line every 10 s otherwise) and a summary line.
-pub fn label(args: LabelArgs) -> anyhow::Result<()> {
+pub fn label(args: LabelArgs, project: &Project) -> anyhow::Result<()> {
     if !(args.timeout_s.is_finite() && args.timeout_s > 0.0) {
         bail!(
             "--timeout-s must be a positive number of seconds, not {}",
@@ -91,7 +91,7 @@ pub fn label(args: LabelArgs) -> anyhow::Result<()> {
     let prompt_path = args
         .prompt
         .clone()
-        .unwrap_or_else(|| project().root().join("configs/label_prompt.txt"));
+        .unwrap_or_else(|| project.label_prompt_path());
     let prompt = Prompt::load(&prompt_path)?;
     let mut products = lamoda_data::load_products(&args.input)?;
     if let Some(limit) = args.limit {

@@ -1,5 +1,4 @@
-//! `cargo xtask serve`: the API and explorer (`lamoda-server`'s flags), and `cargo xtask
-//! openapi`: write (or `--check`) the committed OpenAPI document.
+//! `cargo xtask openapi`: write (or `--check`) the committed OpenAPI document.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -12,11 +11,6 @@ pub struct OpenApiArgs {
     /// Fail when the committed file differs instead of writing it.
     #[arg(long)]
     check: bool,
-}
-
-/// Runs `cargo xtask serve`.
-pub fn serve(args: lamoda_server::ServeArgs) -> anyhow::Result<()> {
-    Ok(lamoda_server::app_main(&args)?)
 }
 
 /// Runs `cargo xtask openapi`.

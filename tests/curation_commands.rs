@@ -1,4 +1,4 @@
-//! `cargo xtask map`, `consolidate` as processes on small real slices: the mapping file, the
+//! `lamoda-tags map`, `consolidate` as processes on small real slices: the mapping file, the
 //! training files from an edited mapping, the clusters, and one-line errors. The commands
 //! that embed need the base (`models/e5-small`): without it they SKIP.
 
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn data() -> PathBuf {
@@ -21,12 +21,12 @@ fn has_base(test: &str) -> bool {
 }
 
 fn xtask(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_lamoda-tags"))
         .args(args)
         .args(["--cache-dir", &cache.to_string_lossy()])
         .env("LAMODA_DATA", data())
         .output()
-        .expect("xtask runs")
+        .expect("lamoda-tags runs")
 }
 
 fn stderr(out: &Output) -> String {

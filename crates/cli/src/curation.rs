@@ -1,4 +1,4 @@
-//! `cargo xtask consolidate`, `cargo xtask map` and `cargo xtask audit`: the embedding steps
+//! `lamoda-tags consolidate`, `lamoda-tags map` and `lamoda-tags audit`: the embedding steps
 //! of the label-curation pipeline (`lamoda-curation`), on the project's base, pools and
 //! routing.
 
@@ -29,15 +29,16 @@ use lamoda_model::LoadedBase;
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
 
-use crate::common::{DataRootArgs, emit, project};
+use crate::common::{DataRootArgs, emit};
+use lamoda_data::Project;
 
 /// The thresholds of the agreement table: the 0.6–0.9 (bge-m3's range), and above,
 /// where e5-small's compressed `query:` cosines start to separate.
 const AGREEMENT_THRESHOLDS: [f32; 10] = [0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96];
 
 /// Where embeddings are cached unless `--cache-dir` says otherwise.
-fn default_cache_dir() -> PathBuf {
-    project().root().join("target").join("curation-cache")
+fn default_cache_dir(project: &Project) -> PathBuf {
+    project.root().join("target").join("curation-cache")
 }
 
 /// Base model and cache flags shared by the embedding commands.
@@ -52,13 +53,13 @@ pub struct EmbedFlags {
 }
 
 impl EmbedFlags {
-    fn load(&self) -> anyhow::Result<(LoadedBase, PathBuf)> {
-        let dir = self.base.clone().unwrap_or_else(|| project().base_dir());
+    fn load(&self, project: &Project) -> anyhow::Result<(LoadedBase, PathBuf)> {
+        let dir = self.base.clone().unwrap_or_else(|| project.base_dir());
         let started = Instant::now();
         let base = lamoda_model::load_hf_dir(&dir, &lamoda_model::default_device())
             .with_context(|| {
                 format!(
-                    "cannot load the base from {} (run `cargo xtask fetch-base e5-small` or pass --base DIR)",
+                    "cannot load the base from {} (run `lamoda-tags fetch-base e5-small` or pass --base DIR)",
                     dir.display()
                 )
             })?;
@@ -70,7 +71,9 @@ impl EmbedFlags {
         );
         Ok((
             base,
-            self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| default_cache_dir(project)),
         ))
     }
 }
@@ -128,8 +131,7 @@ fn embed_cached(
 }
 
 /// The pools of every category `configs/routing.toml` names (and the fallback).
-fn project_pools() -> anyhow::Result<(Routing, BTreeMap<Category, EtalonPool>)> {
-    let project = project();
+fn project_pools(project: &Project) -> anyhow::Result<(Routing, BTreeMap<Category, EtalonPool>)> {
     let routing = project.routing()?;
     let mut categories: BTreeSet<Category> = routing.good_types.values().copied().collect();
     categories.insert(routing.fallback);
@@ -174,7 +176,7 @@ fn tag_embedder(base: &LoadedBase) -> BaseEmbedder<'_> {
 
 // ---------------------------------------------------------------- map
 
-/// `cargo xtask map`.
+/// `lamoda-tags map`.
 #[derive(Args, Debug)]
 pub struct MapArgs {
     /// Raw tags: a label store (`.jsonl`) or a table with a `tags` column
@@ -213,8 +215,8 @@ pub struct MapArgs {
     data: DataRootArgs,
 }
 
-/// `cargo xtask map`: a mapping, training files from an edited one, or the agreement table.
-pub fn map(args: MapArgs) -> anyhow::Result<()> {
+/// `lamoda-tags map`: a mapping, training files from an edited one, or the agreement table.
+pub fn map(args: MapArgs, project: &Project) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
         bail!(
             "--threshold must be a cosine in -1..1, not {}",
@@ -225,13 +227,13 @@ pub fn map(args: MapArgs) -> anyhow::Result<()> {
         bail!("--top-k must be at least 1");
     }
     if args.agreement {
-        return map_agreement(&args);
+        return map_agreement(&args, project);
     }
     if let Some(edited) = &args.from_edited {
         let (Some(products), Some(out_dir)) = (&args.products, &args.out_dir) else {
             bail!("--from-edited needs --products PRODUCTS.csv and --out-dir DIR");
         };
-        return from_edited(edited, products, out_dir);
+        return from_edited(edited, products, out_dir, project);
     }
     let (Some(input), Some(out)) = (&args.input, &args.out) else {
         bail!(
@@ -242,8 +244,8 @@ pub fn map(args: MapArgs) -> anyhow::Result<()> {
     if raw.products.is_empty() {
         bail!("{}: no products with raw tags", input.display());
     }
-    let (routing, pools) = project_pools()?;
-    let (base, cache_dir) = args.embed.load()?;
+    let (routing, pools) = project_pools(project)?;
+    let (base, cache_dir) = args.embed.load(project)?;
     let embedder = tag_embedder(&base);
     let texts = tag_texts(&raw.products, &pools);
     let vectors = embed_cached(&embedder, &cache_dir, "tags", &texts, "tags")?;
@@ -303,8 +305,13 @@ fn tag_texts(
     set.into_iter().collect()
 }
 
-fn from_edited(edited: &Path, products: &Path, out_dir: &Path) -> anyhow::Result<()> {
-    let (_, pools) = project_pools()?;
+fn from_edited(
+    edited: &Path,
+    products: &Path,
+    out_dir: &Path,
+    project: &Project,
+) -> anyhow::Result<()> {
+    let (_, pools) = project_pools(project)?;
     let rows = read_map_csv(edited, &pools)?;
     let products = lamoda_data::load_products(products)?;
     let sets = labeled_from_map(&rows, &products, &pools);
@@ -338,14 +345,14 @@ fn from_edited(edited: &Path, products: &Path, out_dir: &Path) -> anyhow::Result
     Ok(())
 }
 
-fn map_agreement(args: &MapArgs) -> anyhow::Result<()> {
+fn map_agreement(args: &MapArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.data.resolve()?;
     let root = data.root();
     let raw_path = root.join("reviews_sampled_with_tags.csv");
     let pulled_path = root.join("reviews_sampled_with_pull_tags.csv");
     let raw = lamoda_data::load_products(&raw_path)?;
     let pulled = lamoda_data::load_products(&pulled_path)?;
-    let (routing, pools) = project_pools()?;
+    let (routing, pools) = project_pools(project)?;
     let raw_tags: Vec<lamoda_curation::RawTags> = raw
         .iter()
         .map(|p| lamoda_curation::RawTags {
@@ -395,7 +402,7 @@ fn map_agreement(args: &MapArgs) -> anyhow::Result<()> {
             gold_labeled.insert(p.sku.clone(), tags.clone());
         }
     }
-    let (base, cache_dir) = args.embed.load()?;
+    let (base, cache_dir) = args.embed.load(project)?;
     let embedder = tag_embedder(&base);
     let texts = tag_texts(&raw_tags, &pools);
     let vectors = embed_cached(&embedder, &cache_dir, "tags", &texts, "tags")?;
@@ -465,7 +472,7 @@ fn format_agreement(table: &[Agreement]) -> String {
 
 // ---------------------------------------------------------------- audit
 
-/// `cargo xtask audit`.
+/// `lamoda-tags audit`.
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Where the report goes: `audit.csv`, `summary.md`, `sample.md`.
@@ -527,8 +534,8 @@ struct CategoryAudit {
     prior_f1: f64,
 }
 
-/// `cargo xtask audit`: the report, the summary and a sample to check by hand.
-pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
+/// `lamoda-tags audit`: the report, the summary and a sample to check by hand.
+pub fn audit(args: AuditArgs, project: &Project) -> anyhow::Result<()> {
     if args.folds < 2 {
         bail!("--folds must be at least 2");
     }
@@ -540,14 +547,13 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
         Some(c) => vec![c],
         None => data.categories()?,
     };
-    let project = project();
     let mut sets = Vec::new();
     for category in &categories {
         let pool = project.pool(*category)?;
         let set = data.labeled(*category, &pool, UnknownTagPolicy::Error)?;
         sets.push((pool, set));
     }
-    let (base, cache_dir) = args.embed.load()?;
+    let (base, cache_dir) = args.embed.load(project)?;
     // Review vectors: every distinct review read (the first 32 per product), cached.
     let review_embedder = BaseEmbedder::reviews(&base, args.max_tokens);
     let mut reviews: BTreeSet<String> = BTreeSet::new();
@@ -960,10 +966,10 @@ fn audit_sample(audits: &[CategoryAudit], n: usize, seed: u64, strong: f32) -> S
 
 // ---------------------------------------------------------------- consolidate
 
-/// `cargo xtask consolidate`.
+/// `lamoda-tags consolidate`.
 #[derive(Args, Debug)]
 pub struct ConsolidateArgs {
-    /// The raw-tag pool (`cargo xtask pool`: `good_type,tag,frequency,variants`).
+    /// The raw-tag pool (`lamoda-tags pool`: `good_type,tag,frequency,variants`).
     #[arg(long, value_name = "POOL.csv")]
     pool: PathBuf,
     /// The mapping in the `tag_mappings.csv` layout (`good_type,old_tags,new_tag`); the
@@ -1071,8 +1077,8 @@ fn llm_names(
     Ok(names)
 }
 
-/// `cargo xtask consolidate`: clusters, the mapping, and the comparison with the reference.
-pub fn consolidate(args: ConsolidateArgs) -> anyhow::Result<()> {
+/// `lamoda-tags consolidate`: clusters, the mapping, and the comparison with the reference.
+pub fn consolidate(args: ConsolidateArgs, project: &Project) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (-1.0..=1.0).contains(&args.threshold)) {
         bail!(
             "--threshold must be a cosine in -1..1, not {}",
@@ -1083,7 +1089,7 @@ pub fn consolidate(args: ConsolidateArgs) -> anyhow::Result<()> {
     if pool.entries.is_empty() {
         bail!("{}: no tags", args.pool.display());
     }
-    let (base, cache_dir) = args.embed.load()?;
+    let (base, cache_dir) = args.embed.load(project)?;
     let embedder = tag_embedder(&base);
     let texts: Vec<String> = pool.entries.iter().map(|e| e.tag.clone()).collect();
     let vectors = embed_cached(&embedder, &cache_dir, "tags", &texts, "pool tags")?;

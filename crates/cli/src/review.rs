@@ -1,4 +1,4 @@
-//! `cargo xtask review export`: the review store's judged products as reviewed labels
+//! `lamoda-tags review export`: the review store's judged products as reviewed labels
 //! (`lamoda_reviews::export`), the careful-label protocol with the reviews in each line,
 //! which `train --reviewed` and `eval --labels careful --reviewed` read.
 
@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::common::emit;
 
-/// Arguments of `cargo xtask review`.
+/// Arguments of `lamoda-tags review`.
 #[derive(Args, Debug)]
 pub struct ReviewArgs {
     #[command(subcommand)]
@@ -34,7 +34,7 @@ struct ExportArgs {
     out: PathBuf,
 }
 
-/// Runs `cargo xtask review …`.
+/// Runs `lamoda-tags review …`.
 pub fn run(args: ReviewArgs) -> anyhow::Result<()> {
     match args.command {
         ReviewCommand::Export(args) => export(&args),

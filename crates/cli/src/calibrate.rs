@@ -1,4 +1,4 @@
-//! `cargo xtask calibrate`: fits each adapter's careful calibration on the careful training
+//! `lamoda-tags calibrate`: fits each adapter's careful calibration on the careful training
 //! products (which no adapter was trained on), writes it into the bundle (`careful.json`),
 //! and records the careful-dev figures in each adapter's `metrics.json`.
 
@@ -14,9 +14,10 @@ use lamoda_inference::format::{CAREFUL_FILE, write_json};
 use lamoda_trainer::{CalibrationSettings, fit_calibration};
 
 use crate::careful::{CarefulFigures, CarefulRows, careful_dev, print_careful_table, score_rows};
-use crate::common::{DataRootArgs, project, read_metrics};
+use crate::common::{DataRootArgs, read_metrics};
+use lamoda_data::Project;
 
-/// Arguments of `cargo xtask calibrate`.
+/// Arguments of `lamoda-tags calibrate`.
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
     /// Calibrate one category only (default: every category of the bundle).
@@ -31,7 +32,7 @@ pub struct CalibrateArgs {
     /// The calibration settings (default: the project's `configs/calibration.toml`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The cross-fitted adapters of `cargo xtask train` (`<dir>/fold<F>/`): each careful
+    /// The cross-fitted adapters of `lamoda-tags train` (`<dir>/fold<F>/`): each careful
     /// training product is scored by the one that never saw it. Default: the project's
     /// `target/crossfit/`.
     #[arg(long, value_name = "DIR", conflicts_with = "no_crossfit")]
@@ -47,9 +48,8 @@ pub struct CalibrateArgs {
     data: DataRootArgs,
 }
 
-/// Runs `cargo xtask calibrate`.
-pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    let project = project();
+/// Runs `lamoda-tags calibrate`.
+pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.data.resolve()?;
     let split = project.careful_split()?;
     let settings = load_settings(&project, args.config.as_deref())?;
@@ -71,7 +71,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         Some(
             args.crossfit
                 .clone()
-                .unwrap_or_else(|| crate::common::default_crossfit_dir(&project)),
+                .unwrap_or_else(|| crate::common::default_crossfit_dir(project)),
         )
     };
     let mut loaded = Vec::new();
@@ -150,7 +150,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
 /// The calibration settings in `path` (default: the project's `configs/calibration.toml`),
 /// checked.
 pub fn load_settings(
-    project: &lamoda_tags::Project,
+    project: &Project,
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<CalibrationSettings> {
     let path = path.map_or_else(
@@ -201,7 +201,7 @@ pub fn calibrate_category(
                 }
                 if !fold_dir.join(category.name()).is_dir() {
                     bail!(
-                        "{}: no cross-fitted `{category}` adapter (train with `cargo xtask train`, or pass --no-crossfit for adapters trained with --careful exclude)",
+                        "{}: no cross-fitted `{category}` adapter (train with `lamoda-tags train`, or pass --no-crossfit for adapters trained with --careful exclude)",
                         fold_dir.display()
                     );
                 }

@@ -1,4 +1,4 @@
-//! `cargo xtask train`: train one category's adapter (or all of them) on the train split and
+//! `lamoda-tags train`: train one category's adapter (or all of them) on the train split and
 //! keep the best epoch by dev micro-F1.
 
 use std::path::PathBuf;
@@ -12,9 +12,10 @@ use lamoda_trainer::{Progress, TrainConfig, train_category_with};
 
 use crate::careful::CarefulRows;
 
-use crate::common::{DataRootArgs, project};
+use crate::common::DataRootArgs;
+use lamoda_data::Project;
 
-/// Arguments of `cargo xtask train`.
+/// Arguments of `lamoda-tags train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The category to train.
@@ -58,7 +59,7 @@ pub struct TrainArgs {
     /// What the careful products (`LAMODA_DATA/careful/`) do in training: `cross-fit`
     /// (the careful training products join the training split with their careful tags;
     /// for each careful fold an adapter is also trained without that fold into
-    /// `--crossfit-dir`, so `cargo xtask calibrate` scores every careful training product
+    /// `--crossfit-dir`, so `lamoda-tags calibrate` scores every careful training product
     /// with an adapter that never saw it), or `exclude` (no careful product is trained on).
     /// The careful dev products are never trained on.
     #[arg(long, value_enum, default_value_t = CarefulMode::CrossFit)]
@@ -67,7 +68,7 @@ pub struct TrainArgs {
     /// project's `target/crossfit/`.
     #[arg(long, value_name = "DIR")]
     crossfit_dir: Option<PathBuf>,
-    /// Team-reviewed labels (`cargo xtask review export` files; repeat for several): their
+    /// Team-reviewed labels (`lamoda-tags review export` files; repeat for several): their
     /// products join every adapter's training with their reviewed tags (a product whose
     /// reviews are those of a careful dev product is left out, so the dev split stays
     /// unseen).
@@ -96,12 +97,8 @@ struct Job {
     out: PathBuf,
 }
 
-/// Runs `cargo xtask train`.
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        return crate::common::rerun_release("train");
-    }
-    let project = project();
+/// Runs `lamoda-tags train`.
+pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.train_data.resolve()?;
     let categories = match (args.category, args.all) {
         (Some(c), false) => vec![c],
@@ -116,7 +113,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let crossfit_dir = args
         .crossfit_dir
         .clone()
-        .unwrap_or_else(|| crate::common::default_crossfit_dir(&project));
+        .unwrap_or_else(|| crate::common::default_crossfit_dir(project));
     let careful_split = project.careful_split()?;
     let mut reviewed = crate::careful::reviewed_rows(&project, &args.reviewed)?;
     let mut jobs: Vec<Job> = Vec::new();
@@ -286,13 +283,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let trained = lines.len();
     // The cross-fitted adapters form bundles of their own once they hold every category.
     for dir in &fold_dirs {
-        if crate::common::write_project_bundle(dir).is_ok() {
+        if crate::common::write_project_bundle(dir, project).is_ok() {
             lines.push(format!("cross-fitted bundle {}", dir.display()));
         }
     }
     // A bundle needs every category the routing table names; a directory of some of
     // them (a single `--category` into a fresh `--out`) stays a directory of adapters.
-    match crate::common::write_project_bundle(&out) {
+    match crate::common::write_project_bundle(&out, project) {
         Ok(bundle) => lines.push(format!(
             "bundle {} ({} categories)",
             bundle.dir().display(),
@@ -307,7 +304,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             lines.push(format!(
                 "{} is not a bundle yet: {}",
                 out.display(),
-                lamoda_tags::error_line(&err)
+                lamoda_predict::error_line(&err)
             ));
         }
         Err(err) => return Err(err),

@@ -1,13 +1,14 @@
-//! `cargo xtask etalon`: regenerate or validate the etalon pools against the
+//! `lamoda-tags etalon`: regenerate or validate the etalon pools against the
 //! training data.
 
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, EtalonPool, UnknownTagPolicy, load_labeled};
 
-use crate::common::{DataRootArgs, project};
+use crate::common::DataRootArgs;
+use lamoda_data::Project;
 
-/// Arguments of `cargo xtask etalon`.
+/// Arguments of `lamoda-tags etalon`.
 #[derive(Args, Debug)]
 pub struct EtalonArgs {
     /// One category only (default: all).
@@ -21,9 +22,8 @@ pub struct EtalonArgs {
     data: DataRootArgs,
 }
 
-/// Runs `cargo xtask etalon`.
-pub fn run(args: EtalonArgs) -> anyhow::Result<()> {
-    let project = project();
+/// Runs `lamoda-tags etalon`.
+pub fn run(args: EtalonArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.data.resolve()?;
     let categories = match args.category {
         Some(c) => vec![c],
@@ -58,7 +58,7 @@ pub fn run(args: EtalonArgs) -> anyhow::Result<()> {
         }
         let Some(pool) = current else {
             bail!(
-                "{} does not exist: run `cargo xtask etalon --write` to generate it",
+                "{} does not exist: run `lamoda-tags etalon --write` to generate it",
                 path.display()
             );
         };

@@ -1,4 +1,4 @@
-//! `cargo xtask bundle`: make a directory of trained adapters a model bundle (the
+//! `lamoda-tags bundle`: make a directory of trained adapters a model bundle (the
 //! runtime's format, `lamoda_inference::format`): the project's routing table and pools
 //! copied in, the manifest written, and each adapter's `runtime.json` written from its
 //! `train_config.json` where an older run left none.
@@ -12,9 +12,10 @@ use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE, write_json};
 use lamoda_inference::lamoda_model::lora::ADAPTER_CONFIG_FILE;
 use lamoda_trainer::TrainConfig;
 
-use crate::common::{project, write_project_bundle};
+use crate::common::write_project_bundle;
+use lamoda_data::Project;
 
-/// Arguments of `cargo xtask bundle`.
+/// Arguments of `lamoda-tags bundle`.
 #[derive(Args, Debug)]
 pub struct BundleArgs {
     /// The directory of adapters (`<DIR>/<category>/`). Default: the project's `adapters/`.
@@ -22,9 +23,9 @@ pub struct BundleArgs {
     model: Option<PathBuf>,
 }
 
-/// Runs `cargo xtask bundle`.
-pub fn run(args: BundleArgs) -> anyhow::Result<()> {
-    let dir = args.model.unwrap_or_else(|| project().adapters_dir());
+/// Runs `lamoda-tags bundle`.
+pub fn run(args: BundleArgs, project: &Project) -> anyhow::Result<()> {
+    let dir = args.model.unwrap_or_else(|| project.adapters_dir());
     for category in Category::ALL {
         let cat_dir = dir.join(category.name());
         if !cat_dir.join(ADAPTER_CONFIG_FILE).is_file() || cat_dir.join(RUNTIME_FILE).is_file() {
@@ -38,10 +39,10 @@ pub fn run(args: BundleArgs) -> anyhow::Result<()> {
             runtime_path.display()
         );
     }
-    let bundle = write_project_bundle(&dir).with_context(|| {
+    let bundle = write_project_bundle(&dir, project).with_context(|| {
         format!(
             "cannot bundle {} (it needs an adapter for every category configs/routing.toml \
-             names: train the missing ones with `cargo xtask train --category C --out {}`)",
+             names: train the missing ones with `lamoda-tags train --category C --out {}`)",
             dir.display(),
             dir.display()
         )

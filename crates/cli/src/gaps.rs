@@ -1,4 +1,4 @@
-//! `cargo xtask gaps`: the pool-gap report (`lamoda_curation::gaps`) of the careful labels
+//! `lamoda-tags gaps`: the pool-gap report (`lamoda_curation::gaps`) of the careful labels
 //! in the data directory and of exported team reviews: what reviewers state that no pool
 //! tag captures, per category, for a curator to decide what to add. The pools are read,
 //! never changed.
@@ -13,14 +13,15 @@ use lamoda_curation::gaps::{
 };
 use lamoda_data::{Category, UnknownTagPolicy};
 
-use crate::common::{DataRootArgs, emit, project};
+use crate::common::{DataRootArgs, emit};
+use lamoda_data::Project;
 
-/// Arguments of `cargo xtask gaps`.
+/// Arguments of `lamoda-tags gaps`.
 #[derive(Args, Debug)]
 pub struct GapsArgs {
     #[command(flatten)]
     data: DataRootArgs,
-    /// A file of exported team reviews (`cargo xtask review export`); repeat for several.
+    /// A file of exported team reviews (`lamoda-tags review export`); repeat for several.
     #[arg(long = "reviews", value_name = "FILE")]
     reviews: Vec<PathBuf>,
     /// A review store (the server's --reviews-db), read directly; repeat for several.
@@ -38,10 +39,9 @@ pub struct GapsArgs {
 /// Lines printed per category.
 const TOP: usize = 3;
 
-/// Runs `cargo xtask gaps`.
-pub fn run(args: GapsArgs) -> anyhow::Result<()> {
+/// Runs `lamoda-tags gaps`.
+pub fn run(args: GapsArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.data.resolve()?;
-    let project = project();
     let mut pools = Vec::new();
     for category in Category::ALL {
         pools.push(project.pool(category)?);
