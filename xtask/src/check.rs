@@ -19,6 +19,7 @@ pub fn run() -> anyhow::Result<()> {
         "== one build: xtask, predict-tags and the workspace's tests resolve the same features"
     );
     one_build(&cargo, &root)?;
+    hakari_current(&cargo, &root)?;
     eprintln!("== the runtime's binaries link neither the trainer nor the curation pipeline");
     runtime_links(&cargo, &root)?;
     // Build into the target dir xtask itself was built in (target/debug/xtask → target),
@@ -98,6 +99,41 @@ fn resolved_features(
     Ok(features)
 }
 
+/// Fails when `crates/workspace-hack` is not what `cargo hakari generate` writes, or a
+/// workspace crate lacks its dependency on it; skipped (with a line saying so) where
+/// cargo-hakari is not installed (`.ci/run` installs it).
+fn hakari_current(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
+    let installed = Command::new(cargo)
+        .args(["hakari", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        eprintln!(
+            "   (cargo-hakari is not installed: the workspace-hack's freshness is not checked)"
+        );
+        return Ok(());
+    }
+    for step in [
+        &["hakari", "generate", "--diff"][..],
+        &["hakari", "manage-deps", "--dry-run"][..],
+    ] {
+        let out = Command::new(cargo)
+            .args(step)
+            .current_dir(root)
+            .output()
+            .with_context(|| format!("cannot run cargo {}", step.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "cargo {} failed: the workspace-hack is stale (run `cargo hakari generate && \
+                 cargo hakari manage-deps`): {}",
+                step.join(" "),
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Crates the runtime's binaries must never link.
 const NOT_IN_THE_RUNTIME: [&str; 2] = ["lamoda-trainer", "lamoda-curation"];
 
@@ -150,8 +186,8 @@ fn one_build(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
             .collect();
         if !differ.is_empty() {
             bail!(
-                "cargo xtask and {what} resolve other features for {}: give them the same \
-                 features in the root Cargo.toml (see its note on the pinned features)",
+                "cargo xtask and {what} resolve other features for {}: run `cargo hakari \
+                 generate` (crates/workspace-hack; README, Developing)",
                 differ.join(", ")
             );
         }

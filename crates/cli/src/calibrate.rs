@@ -52,7 +52,7 @@ pub struct CalibrateArgs {
 pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.data.resolve()?;
     let split = project.careful_split()?;
-    let settings = load_settings(&project, args.config.as_deref())?;
+    let settings = load_settings(project, args.config.as_deref())?;
     let model_dir = args.model.clone().unwrap_or_else(|| project.adapters_dir());
     let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
     let categories = match args.category {

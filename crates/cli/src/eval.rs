@@ -244,7 +244,7 @@ fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
         Some(c) => vec![c],
         None => tagger.categories(),
     };
-    let mut reviewed = crate::careful::reviewed_rows(&project, &args.reviewed)?;
+    let mut reviewed = crate::careful::reviewed_rows(project, &args.reviewed)?;
     let mut table = BTreeMap::new();
     let mut parts = Vec::new();
     let mut team = BTreeMap::new();

@@ -115,7 +115,7 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::common::default_crossfit_dir(project));
     let careful_split = project.careful_split()?;
-    let mut reviewed = crate::careful::reviewed_rows(&project, &args.reviewed)?;
+    let mut reviewed = crate::careful::reviewed_rows(project, &args.reviewed)?;
     let mut jobs: Vec<Job> = Vec::new();
     let mut fold_dirs = std::collections::BTreeSet::new();
     for &category in &categories {
