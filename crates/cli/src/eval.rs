@@ -24,10 +24,11 @@ pub struct EvalArgs {
     /// Evaluate one category only (default: every category with data).
     #[arg(long, value_name = "CATEGORY")]
     category: Option<Category>,
-    /// Evaluate on every row of this data directory (same layout as the
-    /// training data). Without it, the dev split of the training data is used.
+    /// Evaluate on every row of this held-out data directory (same layout as the
+    /// training data; the prior is then fitted on all training rows). Without it, the dev
+    /// split of the training data (`--data`) is used.
     #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    test_data: Option<PathBuf>,
     /// The model: a bundle (as written by `lamoda-tags train` or `lamoda-tags bundle`) or
     /// `prior` (the frequency prior alone). Default: the project's `adapters/`.
     #[arg(long, value_name = "DIR|prior")]
@@ -122,7 +123,7 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
     };
     let train = args.train_data.resolve()?;
     let split = project.split()?;
-    let eval_dir = args.data.as_ref().map(|d| DataDir::new(d.clone()));
+    let eval_dir = args.test_data.as_ref().map(|d| DataDir::new(d.clone()));
     let categories = match (args.category, &eval_dir) {
         (Some(c), _) => vec![c],
         (None, Some(dir)) => dir.categories()?,
@@ -131,7 +132,7 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
     let mut report = Report {
         model: model_name,
         rows: if eval_dir.is_some() {
-            "all rows of --data; prior fitted on all training rows"
+            "all rows of --test-data; prior fitted on all training rows"
         } else {
             "dev split; prior fitted on the train split"
         },
@@ -224,9 +225,9 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
 /// `eval --labels careful`: every source's figures on the careful dev split.
 fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
     use crate::careful::{CarefulRows, careful_dev, pooled, print_careful_table};
-    if args.data.is_some() || !args.min_mentions.is_empty() {
+    if args.test_data.is_some() || !args.min_mentions.is_empty() {
         bail!(
-            "--labels careful scores the careful dev split of the data: drop --data and --min-mentions"
+            "--labels careful scores the careful dev split of the data: drop --test-data and --min-mentions"
         );
     }
     let data = args.train_data.resolve()?;

@@ -166,3 +166,34 @@ pub fn main() -> ExitCode {
     }));
     main_with(std::env::args_os())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subcommand_is_a_valid_command_line() {
+        use clap::CommandFactory as _;
+        // Clap's own consistency checks: unique flag names, valid groups and defaults.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_forward_knows_every_workflow() {
+        let names = workflow_names();
+        for expected in [
+            "init",
+            "fetch-base",
+            "train",
+            "eval",
+            "predict",
+            "tag",
+            "serve",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
+        }
+    }
+}

@@ -392,3 +392,60 @@ impl DataDir {
         Ok(set)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_is_named_or_found_above() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("p");
+        let (project, written) = init_project(&root).expect("init");
+        assert_eq!(written.len(), DEFAULT_PROJECT_FILES.len());
+        let inside = root.join("etalon_tags");
+        // Found from below, without a name.
+        let found = Project::discover(None, None, &inside).expect("found");
+        assert_eq!(found.root(), project.root());
+        // The flag wins over the variable.
+        let other = dir.path().join("q");
+        init_project(&other).expect("init q");
+        let named = Project::discover(Some(&other), Some(&root), &inside).expect("flag");
+        assert_eq!(named.root(), other.as_path());
+        let from_env = Project::discover(None, Some(&other), &inside).expect("env");
+        assert_eq!(from_env.root(), other.as_path());
+        // A named directory that is no project says so and where it came from.
+        let err = Project::discover(None, Some(dir.path()), &inside)
+            .expect_err("not a project")
+            .to_string();
+        assert!(
+            err.contains(PROJECT_ENV) && err.contains("lamoda-tags init"),
+            "{err}"
+        );
+        let err = Project::discover(None, None, dir.path())
+            .expect_err("none above")
+            .to_string();
+        assert!(err.contains("--project DIR"), "{err}");
+    }
+
+    #[test]
+    fn an_initialised_project_loads_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (project, _) = init_project(dir.path()).expect("init");
+        let routing = project.routing().expect("routing loads");
+        for category in Category::ALL {
+            project.pool(category).expect("pool loads");
+        }
+        assert!(routing.good_types.len() >= 6);
+        project.split().expect("split loads");
+        project.careful_split().expect("careful split loads");
+        // A second init refuses and leaves the files as they are.
+        std::fs::write(project.routing_path(), "edited").expect("edit");
+        let err = init_project(dir.path()).expect_err("exists").to_string();
+        assert!(err.contains("routing.toml exists"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(project.routing_path()).expect("read"),
+            "edited"
+        );
+    }
+}
