@@ -19,6 +19,58 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// The OpenAPI descriptions of the error answers several endpoints share.
+const NO_KEY: &str = "No or a wrong API key";
+const LOADING: &str = "The model is still loading";
+const BUSY: &str = "Too many requests in flight";
+
+/// The OpenAPI error answers of an endpoint behind the API key that reads only the
+/// tables: `responses(KeyErrors, …)` in a handler's `#[utoipa::path]`.
+#[derive(utoipa::IntoResponses)]
+pub enum KeyErrors {
+    /// 401: no or a wrong API key.
+    #[response(status = 401, description = NO_KEY)]
+    Unauthorized(ErrorBody),
+}
+
+/// The OpenAPI error answers of an endpoint behind the API key that needs the model.
+#[derive(utoipa::IntoResponses)]
+pub enum ModelErrors {
+    /// 401: no or a wrong API key.
+    #[response(status = 401, description = NO_KEY)]
+    Unauthorized(ErrorBody),
+    /// 503: the model is still loading.
+    #[response(status = 503, description = LOADING)]
+    NotReady(ErrorBody),
+}
+
+/// The OpenAPI error answers of an endpoint behind the API key that runs the encoder
+/// through the bounded queue ([`crate::queue`]).
+#[derive(utoipa::IntoResponses)]
+pub enum TaggingErrors {
+    /// 401: no or a wrong API key.
+    #[response(status = 401, description = NO_KEY)]
+    Unauthorized(ErrorBody),
+    /// 429: too many requests in flight.
+    #[response(status = 429, description = BUSY)]
+    Overloaded(ErrorBody),
+    /// 503: the model is still loading.
+    #[response(status = 503, description = LOADING)]
+    NotReady(ErrorBody),
+}
+
+/// The OpenAPI error answers of an endpoint that takes a JSON body (its 413 and 422,
+/// which name its own limits and fields, stay with it).
+#[derive(utoipa::IntoResponses)]
+pub enum JsonBodyErrors {
+    /// 400: the body is not JSON.
+    #[response(status = 400, description = "The body is not JSON")]
+    BadJson(ErrorBody),
+    /// 415: not `application/json`.
+    #[response(status = 415, description = "Not application/json")]
+    MediaType(ErrorBody),
+}
+
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -10,7 +10,7 @@ use crate::api::{
     GroupOut, HealthResponse, ListQuery, ModelResponse, ProductDetail, ProductPage, TagRequest,
     TagResponse, decode_options,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors, KeyErrors, ModelErrors, TaggingErrors};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::{AppState, default_threshold, product_page};
 
@@ -28,13 +28,10 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     request_body = TagRequest,
     responses(
         (status = 200, description = "The product's tags", body = TagResponse),
-        (status = 400, description = "The body is not JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 413, description = "Too many reviews, too long a review or too large a body", body = crate::error::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid input; `field` names it", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        TaggingErrors,
+        JsonBodyErrors,
+        (status = 413, description = "Too many reviews, too long a review or too large a body", body = ErrorBody),
+        (status = 422, description = "Invalid input; `field` names it", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -59,13 +56,10 @@ pub(crate) async fn post_tags(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "One answer per item, in order", body = BatchResponse),
-        (status = 400, description = "The body is not JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 413, description = "Too many items or reviews, too long a review or too large a body", body = crate::error::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid input; `field` names it (`items[i].…`)", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        TaggingErrors,
+        JsonBodyErrors,
+        (status = 413, description = "Too many items or reviews, too long a review or too large a body", body = ErrorBody),
+        (status = 422, description = "Invalid input; `field` names it (`items[i].…`)", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -106,8 +100,7 @@ pub(crate) async fn post_batch(
     get, path = "/v1/categories", tag = "model",
     responses(
         (status = 200, description = "Routing and pools", body = CategoriesResponse),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        ModelErrors,
     ),
     security((), ("bearer" = [])),
 )]
@@ -151,8 +144,7 @@ pub(crate) async fn get_categories(
     get, path = "/v1/model", tag = "model",
     responses(
         (status = 200, description = "The loaded model", body = ModelResponse),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        ModelErrors,
     ),
     security((), ("bearer" = [])),
 )]
@@ -198,8 +190,8 @@ pub(crate) async fn get_model(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of products", body = ProductPage),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 422, description = "A bad query string", body = crate::error::ErrorBody),
+        KeyErrors,
+        (status = 422, description = "A bad query string", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -216,11 +208,9 @@ pub(crate) async fn get_products(
     params(("sku" = String, Path, description = "The product's SKU"), DecodeQuery),
     responses(
         (status = 200, description = "The product and its tags", body = ProductDetail),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "No such product", body = crate::error::ErrorBody),
-        (status = 422, description = "A bad query string", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        TaggingErrors,
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 422, description = "A bad query string", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::TagResponse;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors, KeyErrors, ModelErrors, TaggingErrors};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 
@@ -268,13 +268,11 @@ async fn blocking<T: Send + 'static>(
     request_body = ReviewRequest,
     responses(
         (status = 201, description = "The stored judgment", body = JudgmentOut),
-        (status = 400, description = "The body is not JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "No such product in the product table", body = crate::error::ErrorBody),
-        (status = 413, description = "Too large a body", body = crate::error::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid judgment; `field` names it (`reviewer`, `accepted[1]`, …)", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        ModelErrors,
+        JsonBodyErrors,
+        (status = 404, description = "No such product in the product table", body = ErrorBody),
+        (status = 413, description = "Too large a body", body = ErrorBody),
+        (status = 422, description = "Invalid judgment; `field` names it (`reviewer`, `accepted[1]`, …)", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -330,9 +328,9 @@ pub(crate) async fn post_review(
     params(ReviewsQuery),
     responses(
         (status = 200, description = "The product's judgments", body = ReviewList),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "No such product and no judgment of it", body = crate::error::ErrorBody),
-        (status = 422, description = "No `sku` or a bad query string", body = crate::error::ErrorBody),
+        KeyErrors,
+        (status = 404, description = "No such product and no judgment of it", body = ErrorBody),
+        (status = 422, description = "No `sku` or a bad query string", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -362,10 +360,8 @@ pub(crate) async fn get_reviews(
     params(QueueQuery),
     responses(
         (status = 200, description = "Products not judged yet, most instructive first", body = QueueResponse),
-        (status = 401, description = "No or a wrong API key", body = crate::error::ErrorBody),
-        (status = 422, description = "An unknown category or a limit outside 1–50", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = crate::error::ErrorBody),
-        (status = 503, description = "The model is still loading", body = crate::error::ErrorBody),
+        TaggingErrors,
+        (status = 422, description = "An unknown category or a limit outside 1–50", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
