@@ -241,7 +241,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // (d) the cache pass of the category's frozen lower layers.
     eprintln!("bench: (d) cache pass through layers 0..{first_layer}");
     let cache_runs = timed(args.repeats, || {
-        FeatureCache::build(packed, &ids, first_layer, false)?;
+        FeatureCache::build(packed, &ids, first_layer, &lamoda_inference::Silent)?;
         Ok(())
     })?;
     let per_1000 = |s: f64| s * 1000.0 / reviews.len().max(1) as f64;

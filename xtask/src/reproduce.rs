@@ -12,11 +12,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, train_dev_split};
-use lamoda_inference::Tagger;
-use lamoda_inference::format::{CAREFUL_FILE, THRESHOLDS_FILE};
+use lamoda_inference::format::{CAREFUL_FILE, SourceMetrics, THRESHOLDS_FILE};
+use lamoda_inference::{AdapterMetrics, Tagger};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category_with};
 
-use crate::common::{DataRootArgs, project, read_metrics};
+use crate::common::{DataRootArgs, project};
 use lamoda_cli::careful::{CarefulRows, Figures, careful_dev};
 use lamoda_cli::eval::tagger_metrics;
 
@@ -51,15 +51,17 @@ pub struct ReproduceArgs {
 /// The dev micro-F1 an adapter directory records: with its saved thresholds when it has
 /// them (that is how it predicts), else at the default threshold.
 fn recorded_micro_f1(dir: &Path) -> anyhow::Result<f64> {
-    let (path, value) = read_metrics(dir)?;
-    let key = if dir.join(THRESHOLDS_FILE).is_file() {
-        "tuned"
-    } else {
-        "dev"
-    };
-    value[key]["micro_f1"]
-        .as_f64()
-        .with_context(|| format!("{}: no `{key}.micro_f1`", path.display()))
+    let metrics = AdapterMetrics::read(dir)?;
+    if !dir.join(THRESHOLDS_FILE).is_file() {
+        return Ok(metrics.dev.micro_f1);
+    }
+    let tuned = metrics.tuned.as_ref().with_context(|| {
+        format!(
+            "{}: no `tuned` figures beside its {THRESHOLDS_FILE}",
+            AdapterMetrics::path(dir).display()
+        )
+    })?;
+    Ok(tuned.micro_f1)
 }
 
 /// Runs `cargo xtask reproduce`.
@@ -176,7 +178,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 false,
             )
             .with_context(|| format!("retraining `{category}`"))?;
-            let m = report.metrics.tuned.as_ref().unwrap_or(&report.metrics.dev);
+            let m = report.metrics.shipped();
             let diff = m.micro_f1 - recorded;
             let ok = diff >= -args.train_tolerance;
             println!(
@@ -237,18 +239,17 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
 
 /// The careful-dev figures of the shipped answer an adapter directory records (`careful.dev.model`
 /// of its `metrics.json`), when it is calibrated (has a `careful.json`).
-fn recorded_careful(dir: &Path) -> anyhow::Result<Option<Figures>> {
+fn recorded_careful(dir: &Path) -> anyhow::Result<Option<SourceMetrics>> {
     if !dir.join(CAREFUL_FILE).is_file() {
         return Ok(None);
     }
-    let (path, value) = read_metrics(dir)?;
-    let figures =
-        serde_json::from_value(value["careful"]["dev"]["model"].clone()).with_context(|| {
-            format!(
-                "{}: no `careful.dev.model` beside its careful.json (run `lamoda-tags calibrate`)",
-                path.display()
-            )
-        })?;
+    let metrics = AdapterMetrics::read(dir)?;
+    let figures = metrics.careful_dev().copied().with_context(|| {
+        format!(
+            "{}: no `careful.dev.model` beside its {CAREFUL_FILE} (run `lamoda-tags calibrate`)",
+            AdapterMetrics::path(dir).display()
+        )
+    })?;
     Ok(Some(figures))
 }
 

@@ -9,12 +9,16 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, ReviewStack};
-use lamoda_inference::Tagger;
-use lamoda_inference::format::{CAREFUL_FILE, write_json};
+use lamoda_inference::format::{
+    CAREFUL_FILE, CalibrationRecord, CarefulDevMetrics, CarefulMetrics, SourceMetrics, write_json,
+};
+use lamoda_inference::{AdapterMetrics, Tagger};
 use lamoda_trainer::{CalibrationSettings, fit_calibration};
 
-use crate::careful::{CarefulFigures, CarefulRows, careful_dev, print_careful_table, score_rows};
-use crate::common::{DataRootArgs, read_metrics};
+use crate::careful::{
+    CarefulFigures, CarefulRows, Figures, careful_dev, print_careful_table, score_rows,
+};
+use crate::common::DataRootArgs;
 use lamoda_data::Project;
 
 /// Arguments of `lamoda-tags calibrate`.
@@ -129,22 +133,42 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
     let mut parts = Vec::new();
     for (category, pool, rows, out_of_fold) in loaded {
         let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
-        let (path, mut metrics) = read_metrics(&tagger.bundle().category_dir(category))?;
-        metrics["careful"] = serde_json::json!({
-            "dev": figures,
-            "calibration": {
-                "settings": settings,
-                "careful_train_products": rows.train.len(),
-                "out_of_fold": out_of_fold,
+        let dir = tagger.bundle().category_dir(category);
+        let mut metrics = AdapterMetrics::read(&dir)?;
+        metrics.careful = Some(CarefulMetrics {
+            dev: careful_dev_record(&figures),
+            calibration: CalibrationRecord {
+                settings: settings.record(),
+                careful_train_products: rows.train.len(),
+                out_of_fold: out_of_fold.iter().map(|p| p.record()).collect(),
             },
         });
-        std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        metrics.write(&dir)?;
         table.insert(category, figures);
         parts.push(part);
     }
     print_careful_table(&model_dir.display().to_string(), &table, &parts);
     Ok(())
+}
+
+/// `figures` as `metrics.json` records them (`careful.dev`).
+fn careful_dev_record(figures: &CarefulFigures) -> CarefulDevMetrics {
+    let source = |f: &Figures| SourceMetrics {
+        precision: f.precision,
+        recall: f.recall,
+        micro_f1: f.micro_f1,
+        n: f.n,
+        shown: f.shown,
+        empty: f.empty,
+    };
+    CarefulDevMetrics {
+        model: source(&figures.model),
+        uncalibrated: source(&figures.uncalibrated),
+        noisy_labels: source(&figures.noisy_labels),
+        prior: source(&figures.prior),
+        model_vs_noisy: source(&figures.model_vs_noisy),
+        reliability: figures.reliability.clone(),
+    }
 }
 
 /// The calibration settings in `path` (default: the project's `configs/calibration.toml`),

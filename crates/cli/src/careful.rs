@@ -1,8 +1,8 @@
 //! Careful labels in xtask: the careful products of a category with both their labels and
 //! the split, and scoring them with a tagger (`calibrate`, `eval --labels careful`).
 
+use lamoda_inference::Progress as _;
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -118,11 +118,8 @@ pub fn score_rows(
 ) -> anyhow::Result<Vec<Scores>> {
     let good_type = good_type_of(tagger, category)?;
     let started = Instant::now();
-    let bar = lamoda_inference::forward::progress_bar(
-        std::io::stderr().is_terminal(),
-        rows.len() as u64,
-        what,
-    );
+    let display = lamoda_predict::progress::Display::new();
+    display.start(what, rows.len() as u64);
     let mut scores = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(64) {
         let requests: Vec<Request> = chunk
@@ -134,9 +131,9 @@ pub fn score_rows(
                 .score(&requests)
                 .with_context(|| format!("scoring `{category}`"))?,
         );
-        bar.inc(chunk.len() as u64);
+        display.advance(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    display.finish();
     eprintln!(
         "{category}: {} products {what} in {:.0} s",
         rows.len(),

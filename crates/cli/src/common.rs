@@ -65,17 +65,6 @@ pub fn default_crossfit_dir(project: &Project) -> PathBuf {
     project.root().join("target").join("crossfit")
 }
 
-/// An adapter directory's `metrics.json` as JSON, with its path (for messages and for
-/// writing it back).
-pub fn read_metrics(dir: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)> {
-    let path = dir.join(lamoda_inference::format::METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok((path, value))
-}
-
 /// Prints `text` and a newline to stdout. A closed pipe (`| head`) ends the
 /// output quietly instead of failing.
 pub fn emit(text: &str) -> anyhow::Result<()> {

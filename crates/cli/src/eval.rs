@@ -2,7 +2,6 @@
 //! frequency prior.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -336,13 +335,13 @@ pub fn tagger_metrics(
         );
     }
     let started = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
-    if !terminal {
+    let display = lamoda_predict::progress::Display::new();
+    if !display.is_terminal() {
         eprintln!("eval {category}: scoring {} products", rows.len());
     }
     let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
     let probabilities = adapter
-        .probabilities_with_progress(&tagger.base().tokenizer, &stacks, terminal)
+        .probabilities_with_progress(&tagger.base().tokenizer, &stacks, &display)
         .with_context(|| format!("scoring `{category}`"))?;
     eprintln!(
         "eval {category}: {} products in {:.0} s",

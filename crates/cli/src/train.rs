@@ -220,9 +220,10 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
     });
     let t0 = Instant::now();
     let n_jobs = args.jobs.min(jobs.len()).max(1);
+    let display = lamoda_predict::progress::Display::new();
     let progress = match (args.quiet, n_jobs) {
         (true, _) => Progress::Quiet,
-        (false, 1) => Progress::Bars,
+        (false, 1) => Progress::Steps(&display),
         (false, _) => Progress::Lines,
     };
     let mut lines = if args.keep_encoder {
@@ -264,7 +265,7 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
             .with_context(|| format!("training `{category}`"))?;
             let m = &report.metrics;
             // The figure of the saved decoding: tuned thresholds when asked for.
-            let shipped = m.tuned.as_ref().unwrap_or(&m.dev);
+            let shipped = m.shipped();
             Ok(format!(
                 "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
                 shipped.micro_f1,
@@ -432,15 +433,15 @@ fn retune(
     let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
     let train_stacks: Vec<&[String]> = train.iter().map(|r| r.reviews.as_slice()).collect();
     let dev_stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
-    let bars = progress == Progress::Bars;
-    if progress == Progress::Lines {
+    let bars = progress.steps();
+    if matches!(progress, Progress::Lines) {
         eprintln!("{category}: reading {} dev products", dev.len());
     }
     let dev_outputs = adapter.encoder_outputs(&base.tokenizer, &dev_stacks, bars)?;
     // The frozen view also needs the training products' review vectors: a pass of the
     // whole base over them.
     let train_vectors = if adapter.frozen.is_some() {
-        if progress == Progress::Lines {
+        if matches!(progress, Progress::Lines) {
             eprintln!("{category}: reading {} training products", train.len());
         }
         adapter.base_vectors(&base.tokenizer, &train_stacks, bars)?
@@ -460,12 +461,9 @@ fn retune(
         frozen,
         &config,
     )?;
-    let (metrics_path, mut metrics) = crate::common::read_metrics(&dir)?;
-    metrics["dev"] = serde_json::to_value(&finished.dev)?;
-    metrics["tuned"] = serde_json::to_value(&finished.tuned)?;
-    metrics["branches"] = serde_json::to_value(&finished.branches)?;
-    std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics)?)
-        .with_context(|| format!("writing {}", metrics_path.display()))?;
+    let mut metrics = lamoda_inference::AdapterMetrics::read(&dir)?;
+    finished.record_into(&mut metrics);
+    metrics.write(&dir)?;
     std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let mut line = format!(

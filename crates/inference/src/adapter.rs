@@ -16,6 +16,7 @@ use crate::forward::{
 };
 use crate::frozen::ProductVectors;
 use crate::lexical::{LEXICAL_CONFIG_FILE, LexicalModel, LexicalSettings};
+use crate::progress::{Progress, Silent};
 use crate::settings::RuntimeSettings;
 
 /// Per-tag decoding thresholds chosen on the dev split (`thresholds.json`).
@@ -117,16 +118,16 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        self.probabilities_with_progress(tokenizer, stacks, false)
+        self.probabilities_with_progress(tokenizer, stacks, &Silent)
     }
 
-    /// [`Adapter::probabilities`], with a progress bar over the lower layers' pass when
-    /// `progress` (for long evaluations on a terminal).
+    /// [`Adapter::probabilities`], reporting the lower layers' pass to `progress` (for
+    /// long evaluations).
     pub fn probabilities_with_progress(
         &self,
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
         let outputs = self.encoder_outputs(tokenizer, stacks, progress)?;
         Ok(match &self.lexical {
@@ -147,7 +148,7 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<StackProbabilities>, InferenceError> {
-        let cache = self.cache(tokenizer, stacks, false)?;
+        let cache = self.cache(tokenizer, stacks, &Silent)?;
         let all: Vec<usize> = (0..cache.products.len()).collect();
         let encoder = cached_stack_probabilities(
             &self.model,
@@ -192,18 +193,18 @@ impl Adapter {
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
-        let cache = self.cache(tokenizer, stacks, false)?;
+        let cache = self.cache(tokenizer, stacks, &Silent)?;
         all_probabilities(&self.model, &self.packed, &self.runtime, &cache)
     }
 
     /// The encoder's probabilities and, when [`Adapter::frozen`] is set, the base
     /// encoder's review vectors (the frozen view's input), from one pass of the lower
-    /// layers (with a progress bar when `progress`).
+    /// layers (reported to `progress`).
     pub fn encoder_outputs(
         &self,
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<EncoderOutputs, InferenceError> {
         let cache = self.cache(tokenizer, stacks, progress)?;
         Ok(EncoderOutputs {
@@ -219,7 +220,7 @@ impl Adapter {
         &self,
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<Option<Vec<ProductVectors>>, InferenceError> {
         if self.frozen.is_none() {
             return Ok(None);
@@ -242,7 +243,7 @@ impl Adapter {
         &self,
         tokenizer: &lamoda_model::TextTokenizer,
         stacks: &[&[String]],
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<FeatureCache, InferenceError> {
         cache_stacks(
             &self.model,
@@ -291,7 +292,7 @@ pub fn predict_probabilities(
     stacks: &[&[String]],
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
     let packed = PackedEncoder::new(&model.encoder)?;
-    let cache = cache_stacks(model, &packed, tokenizer, runtime, stacks, false)?;
+    let cache = cache_stacks(model, &packed, tokenizer, runtime, stacks, &Silent)?;
     all_probabilities(model, &packed, runtime, &cache)
 }
 
@@ -322,7 +323,7 @@ fn cache_stacks(
     tokenizer: &lamoda_model::TextTokenizer,
     runtime: &RuntimeSettings,
     stacks: &[&[String]],
-    progress: bool,
+    progress: &dyn Progress,
 ) -> Result<FeatureCache, InferenceError> {
     let ids = tokenize_stacks(tokenizer, stacks, runtime)?;
     FeatureCache::build(packed, &ids, model.lora().first_layer, progress)

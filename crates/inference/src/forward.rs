@@ -9,13 +9,13 @@
 //! training step runs them in Burn on the autodiff device ([`review_vectors`],
 //! [`product_logits`]).
 
-use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_model::burn::tensor::activation::sigmoid;
 use lamoda_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use lamoda_model::{Encoder, Packed, PackedEncoder, TagModel, mean_pool};
 
 use crate::InferenceError;
 use crate::frozen::ProductVectors;
+use crate::progress::Progress;
 use crate::settings::{Pooling, RuntimeSettings};
 
 /// A tensor's values, row-major.
@@ -96,12 +96,12 @@ const TRAIN_CHUNK: usize = 64;
 
 impl FeatureCache {
     /// Run every review of `products` (token ids) through the encoder's embeddings and
-    /// layers `0..first_layer` on the packed fast path.
+    /// layers `0..first_layer` on the packed fast path, reporting each chunk to `progress`.
     pub fn build(
         encoder: &PackedEncoder,
         products: &[Vec<Vec<u32>>],
         first_layer: usize,
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<Self, InferenceError> {
         let hidden = encoder.hidden();
         let order: Vec<(usize, usize)> = products
@@ -121,7 +121,7 @@ impl FeatureCache {
                     .collect()
             })
             .collect();
-        let bar = progress_bar(progress, order.len() as u64, "caching lower layers");
+        progress.start("caching lower layers", order.len() as u64);
         for chunk in order.chunks(CACHE_CHUNK) {
             let rows: Vec<&[u32]> = chunk
                 .iter()
@@ -134,9 +134,9 @@ impl FeatureCache {
                     values: x.review(i).to_vec(),
                 };
             }
-            bar.inc(chunk.len() as u64);
+            progress.advance(chunk.len() as u64);
         }
-        bar.finish_and_clear();
+        progress.finish();
         Ok(Self {
             hidden,
             first_layer,
@@ -157,21 +157,6 @@ impl FeatureCache {
     pub fn n_reviews(&self) -> usize {
         self.products.iter().map(Vec::len).sum()
     }
-}
-
-/// A progress bar of `len` steps, hidden unless `show`.
-pub fn progress_bar(show: bool, len: u64, message: &'static str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(message);
-    bar
 }
 
 /// Which review a row of [`review_vectors`] is: the slot (index into the `products`

@@ -28,6 +28,7 @@ pub mod format;
 pub mod forward;
 pub mod frozen;
 pub mod lexical;
+pub mod progress;
 pub mod settings;
 pub mod tagger;
 
@@ -35,6 +36,8 @@ pub use adapter::{Adapter, EncoderOutputs, Thresholds, predict_probabilities};
 pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
 pub use careful::CarefulCalibration;
 pub use error::InferenceError;
+pub use format::AdapterMetrics;
+pub use progress::{Progress, Silent};
 pub use settings::{Pooling, RuntimeSettings};
 pub use tagger::{
     DecodeOptions, Evidence, PredictedTag, Prediction, Request, ScoredReview, Scores,

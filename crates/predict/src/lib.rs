@@ -22,22 +22,23 @@
 //!
 //! [`main`] is the whole `predict-tags` binary; `lamoda-tags predict` runs [`run`] with the
 //! same [`PredictArgs`]. This crate links the runtime (`lamoda-inference`) and the optional
-//! re-ranking (`lamoda-llm`), never the trainer or the curation pipeline.
+//! re-ranking (`lamoda-llm`), never the trainer or the curation pipeline. It also holds
+//! what every binary shares on the terminal: [`error_line`] and the [`progress`] display.
+
+pub mod progress;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser};
-use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_inference::batch::{
     BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
 };
-use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Request, Tagger};
+use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Progress as _, Request, Tagger};
 use lamoda_llm::{RerankConfig, RerankInput, Reranker, apply_rerank};
 use serde::Serialize;
 
@@ -317,27 +318,16 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &PredictArgs) -> any
         on_error: cli.on_error,
         decode: decode_options(cli),
     };
-    let terminal = std::io::stderr().is_terminal();
-    let bar = if terminal {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "tagging {bar:30} {pos}/{len} rows, {msg} [{elapsed_precise} < {eta_precise}]",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let display = progress::Display::new();
+    display.start("tagging rows", 0);
     let started = Instant::now();
     let mut last_line = Instant::now();
     let summary = tag_table(tagger, input, out, &options, |p: BatchProgress| {
         let rate = p.tagged as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_length(p.rows_total as u64);
-        bar.set_position(p.rows_done as u64);
-        bar.set_message(format!("{rate:.1} products/s"));
+        let message = format!("{rate:.1} products/s");
+        display.set(p.rows_done as u64, p.rows_total as u64, &message);
         let due = last_line.elapsed() >= Duration::from_secs(10) || p.rows_done == p.rows_total;
-        if !terminal && due {
+        if !display.is_terminal() && due {
             last_line = Instant::now();
             eprintln!(
                 "tagged {} products, {}/{} rows read ({rate:.1} products/s)",
@@ -345,7 +335,7 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &PredictArgs) -> any
             );
         }
     });
-    bar.finish_and_clear();
+    display.finish();
     let summary = summary?;
     let mut line = format!(
         "tagged {} products in {:.1} s ({:.1} products/s) into {}",

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lamoda_data::Category;
+use lamoda_inference::AdapterMetrics;
 use lamoda_inference::format::RecordedMetrics;
 use lamoda_inference::{Scores, Tagger};
 use lru::LruCache;
@@ -60,8 +61,9 @@ pub(crate) struct Loaded {
     pub tagger: Arc<Tagger>,
     pub model: ModelRef,
     pub queue: mpsc::Sender<Job>,
-    /// Each category's `metrics.json`, read once at load (absent when unreadable; the
-    /// load logs why).
+    /// What `/v1/model` shows of each category's `metrics.json` ([`AdapterMetrics`]), read
+    /// once at load (absent when the adapter has none or it is unreadable; the load logs
+    /// why).
     pub recorded: std::collections::BTreeMap<Category, RecordedMetrics>,
 }
 
@@ -189,9 +191,9 @@ impl AppState {
         };
         let mut recorded = std::collections::BTreeMap::new();
         for category in tagger.categories() {
-            match RecordedMetrics::read(&tagger.bundle().category_dir(category)) {
+            match AdapterMetrics::read_if_present(&tagger.bundle().category_dir(category)) {
                 Ok(Some(m)) => {
-                    recorded.insert(category, m);
+                    recorded.insert(category, RecordedMetrics::from(&m));
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!("`{category}`: its recorded metrics are not shown: {e}"),

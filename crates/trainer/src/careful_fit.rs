@@ -12,6 +12,7 @@
 
 use lamoda_data::{EtalonPool, ReviewStack, kfold};
 use lamoda_inference::careful::{CAREFUL_FORMAT, FEATURES, features};
+use lamoda_inference::format::{CalibrationSettingsRecord, ThresholdMetrics};
 use lamoda_inference::{CarefulCalibration, Scores};
 use lamoda_metrics::{evaluate, gold_indices};
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,20 @@ impl Default for CalibrationSettings {
 }
 
 impl CalibrationSettings {
+    /// The settings as `metrics.json` records them (`careful.calibration.settings`).
+    pub fn record(&self) -> CalibrationSettingsRecord {
+        CalibrationSettingsRecord {
+            l2: self.l2,
+            review_threshold: f64::from(self.review_threshold),
+            folds: self.folds,
+            seed: self.seed,
+            thresholds: self.thresholds.iter().copied().map(f64::from).collect(),
+            min_precision: self.min_precision,
+            min_tags: self.min_tags,
+            min_mentions: self.min_mentions,
+        }
+    }
+
     /// Checks the settings; `Err` names the field and says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.l2.is_finite() && self.l2 > 0.0) {
@@ -125,6 +140,18 @@ pub struct ThresholdPoint {
     pub recall: f64,
     /// Micro-F1.
     pub micro_f1: f64,
+}
+
+impl ThresholdPoint {
+    /// The point as `metrics.json` records it (`careful.calibration.out_of_fold`).
+    pub fn record(&self) -> ThresholdMetrics {
+        ThresholdMetrics {
+            threshold: f64::from(self.threshold),
+            precision: self.precision,
+            recall: self.recall,
+            micro_f1: self.micro_f1,
+        }
+    }
 }
 
 /// The result of [`fit_calibration`].

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack};
+use lamoda_inference::format::{AdapterMetrics, BranchMetrics};
 use lamoda_inference::frozen::ProductVectors;
 use lamoda_inference::lexical::LexicalModel;
 use lamoda_metrics::{Metrics, evaluate_probabilities, gold_vectors};
 
 use crate::error::TrainError;
 use crate::lexical_fit::fit_lexical;
-use crate::report::{BranchMetrics, REPORT_K, tune_and_save_thresholds};
+use crate::report::{REPORT_K, set_metrics, tune_and_save_thresholds};
 use crate::train_config::TrainConfig;
 
 /// What [`finish_adapter`] decided and measured.
@@ -23,10 +24,20 @@ pub struct Finished {
     pub tuned: Option<Metrics>,
     /// The tuned thresholds, when asked for.
     pub thresholds: Option<Vec<f32>>,
-    /// Each branch alone, when the lexical branch is on.
+    /// Each branch alone, when the lexical branch is on (as `metrics.json` records them).
     pub branches: Option<BranchMetrics>,
     /// The fitted lexical branch, when asked for.
     pub lexical: Option<LexicalModel>,
+}
+
+impl Finished {
+    /// Records these figures in `metrics` (its `dev`, `tuned` and `branches`), as a refit
+    /// of what follows the encoder changes them.
+    pub fn record_into(&self, metrics: &mut AdapterMetrics) {
+        metrics.dev = set_metrics(&self.dev);
+        metrics.tuned = self.tuned.as_ref().map(set_metrics);
+        metrics.branches = self.branches.clone();
+    }
 }
 
 /// The base encoder's review vectors of the training and dev rows, for the frozen view.
@@ -73,8 +84,20 @@ pub fn finish_adapter(
             let dev_docs: Vec<&[String]> = dev_rows.iter().map(|r| r.reviews.as_slice()).collect();
             let lexical_dev = model.probabilities(&dev_docs, frozen.map(|f| f.dev))?;
             let branches = BranchMetrics {
-                encoder: evaluate_probabilities(encoder_dev, pool, dev_rows, &decoding, REPORT_K),
-                lexical: evaluate_probabilities(&lexical_dev, pool, dev_rows, &decoding, REPORT_K),
+                encoder: set_metrics(&evaluate_probabilities(
+                    encoder_dev,
+                    pool,
+                    dev_rows,
+                    &decoding,
+                    REPORT_K,
+                )),
+                lexical: set_metrics(&evaluate_probabilities(
+                    &lexical_dev,
+                    pool,
+                    dev_rows,
+                    &decoding,
+                    REPORT_K,
+                )),
                 vocabulary: model.n_features(),
                 lexical_seconds,
             };

@@ -2,7 +2,8 @@
 //! and writes it through the runtime's types. The LoRA adapter and head over the cached
 //! lower layers ([`train`]), the lexical branch ([`lexical_fit`]) and its frozen view
 //! ([`frozen_fit`]), what follows the encoder ([`finish`]: fusion and thresholds), and
-//! what a run records ([`report`]). Metrics and the frequency prior are
+//! what a run records ([`report`]: `metrics.json` is the runtime's
+//! [`lamoda_inference::AdapterMetrics`]). Metrics and the frequency prior are
 //! `lamoda-metrics`'; the forward pass is the runtime's.
 //!
 //! Module order (each uses only those above it): `error`, `moments`, `train_config`,
@@ -23,7 +24,7 @@ pub use careful_fit::{CalibrationFit, CalibrationSettings, ThresholdPoint, fit_c
 pub use error::TrainError;
 pub use finish::{Finished, FrozenVectors, finish_adapter};
 pub use lexical_fit::fit_lexical;
-pub use report::{BranchMetrics, EpochRecord, REPORT_K, TrainMetrics, tune_and_save_thresholds};
+pub use report::{REPORT_K, set_metrics, tune_and_save_thresholds};
 pub use train::{
     Progress, StepBench, TrainReport, bench_steps, train_category, train_category_with,
 };

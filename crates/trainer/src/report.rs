@@ -1,15 +1,16 @@
 //! What a training run records: `metrics.json` (the best epoch's dev figures beside the
-//! prior, each branch alone, the history) and the choice of thresholds on dev.
+//! prior, each branch alone, the history: the runtime's
+//! [`lamoda_inference::format::AdapterMetrics`], its figures converted from
+//! [`lamoda_metrics::Metrics`] by [`set_metrics`]) and the choice of thresholds on dev.
 
 use std::path::Path;
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack};
 use lamoda_inference::Thresholds;
-use lamoda_inference::format::{THRESHOLDS_FILE, write_json};
+use lamoda_inference::format::{SetMetrics, THRESHOLDS_FILE, TagMetrics, write_json};
 use lamoda_metrics::{
     Metrics, evaluate_probabilities, gold_vectors, tune_global_threshold, tune_thresholds,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::error::{TrainError, io_err};
 use crate::train_config::TrainConfig;
@@ -17,62 +18,32 @@ use crate::train_config::TrainConfig;
 /// `k` of precision@k / recall@k in training reports.
 pub const REPORT_K: usize = 3;
 
-/// One epoch's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's steps.
-    pub train_loss: f64,
-    /// Dev micro-F1 at threshold 0.5.
-    pub dev_micro_f1: f64,
-    /// Seconds the epoch's training steps took.
-    pub seconds: f64,
-}
-
-/// What `metrics.json` holds: the best epoch's dev figures beside the prior's.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainMetrics {
-    /// The category.
-    pub category: String,
-    /// The best epoch (1-based).
-    pub epoch: usize,
-    /// Dev metrics of the model at threshold 0.5.
-    pub dev: Metrics,
-    /// Dev metrics of the frequency prior fitted on the training rows.
-    pub prior: Metrics,
-    /// Dev metrics with per-tag thresholds tuned on the same dev rows (optimistic).
-    pub tuned: Option<Metrics>,
-    /// Training rows.
-    pub n_train: usize,
-    /// Dev rows.
-    pub n_dev: usize,
-    /// Reviews cached (train + dev, after the per-product cap).
-    pub n_reviews: usize,
-    /// Seconds spent caching the lower layers.
-    pub cache_seconds: f64,
-    /// Seconds spent in training steps and dev evaluation (this run; resumed epochs excluded).
-    pub train_seconds: f64,
-    /// Every epoch run (including resumed ones).
-    pub history: Vec<EpochRecord>,
-    /// Whether early stopping ended the run.
-    pub stopped_early: bool,
-    /// Each branch alone, when the lexical branch is on (`dev` and `tuned` are then of
-    /// their average).
-    pub branches: Option<BranchMetrics>,
-}
-
-/// Dev figures of an adapter's two branches, each alone at threshold 0.5.
-#[derive(Debug, Clone, Serialize)]
-pub struct BranchMetrics {
-    /// The encoder (adapter + head) alone.
-    pub encoder: Metrics,
-    /// The lexical branch alone.
-    pub lexical: Metrics,
-    /// Features (stems and character n-grams) in the lexical branch's vocabularies.
-    pub vocabulary: usize,
-    /// Seconds spent fitting the lexical branch.
-    pub lexical_seconds: f64,
+/// `m` as `metrics.json` records it.
+pub fn set_metrics(m: &Metrics) -> SetMetrics {
+    SetMetrics {
+        n: m.n,
+        micro_f1: m.micro_f1,
+        micro_precision: m.micro_precision,
+        micro_recall: m.micro_recall,
+        macro_f1: m.macro_f1,
+        samples_f1: m.samples_f1,
+        k: m.k,
+        precision_at_k: m.precision_at_k,
+        recall_at_k: m.recall_at_k,
+        per_tag: m
+            .per_tag
+            .iter()
+            .map(|t| TagMetrics {
+                label: t.label,
+                support: t.support,
+                predicted: t.predicted,
+                true_positives: t.true_positives,
+                precision: t.precision,
+                recall: t.recall,
+                f1: t.f1,
+            })
+            .collect(),
+    }
 }
 
 /// The thresholds `config` asks for, chosen on the dev rows' probabilities `probs` and

@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack, SplitConfig, train_dev_split};
 use lamoda_inference::adapter::adapted_packed;
 use lamoda_inference::format::{
-    METRICS_FILE, RUNTIME_FILE, TRAIN_CONFIG_FILE, read_json, write_json,
+    AdapterMetrics, EpochRecord, RUNTIME_FILE, TRAIN_CONFIG_FILE, read_json, write_json,
 };
 use lamoda_inference::forward::{
     FeatureCache, cached_probabilities, encoder_device, frozen_review_vectors, product_logits,
-    progress_bar, to_vec, tokenize_stacks,
+    to_vec, tokenize_stacks,
 };
 use lamoda_metrics::{FrequencyPrior, evaluate_prior, evaluate_probabilities};
 use lamoda_model::burn::module::{Module, Param};
@@ -42,7 +42,7 @@ use lamoda_model::{HeadSpec, LoadedBase, TagModel};
 
 use crate::error::{TrainError, io_err};
 use crate::finish::{FrozenVectors, finish_adapter};
-use crate::report::{EpochRecord, REPORT_K, TrainMetrics};
+use crate::report::{REPORT_K, set_metrics};
 use crate::step::{learning_rate, loss, review_statistics};
 use crate::train_config::TrainConfig;
 
@@ -52,24 +52,41 @@ pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const CHECKPOINT_STATE_FILE: &str = "state.json";
 
 /// What [`train_category`] tells the user on stderr while it works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Progress {
+#[derive(Clone, Copy, Default)]
+pub enum Progress<'a> {
     /// Nothing.
     #[default]
     Quiet,
     /// One line when the cache is built and one per epoch (for logs, or several
     /// categories trained at once).
     Lines,
-    /// The lines, plus progress bars for the cache and each epoch (a terminal).
-    Bars,
+    /// The lines, plus the steps of the cache and of each epoch told to a listener (the
+    /// binary's progress bar).
+    Steps(&'a dyn lamoda_inference::Progress),
 }
 
-impl Progress {
-    fn lines(self) -> bool {
-        self != Progress::Quiet
+impl<'a> Progress<'a> {
+    /// Whether the lines are printed.
+    pub fn lines(self) -> bool {
+        !matches!(self, Progress::Quiet)
     }
-    fn bars(self) -> bool {
-        self == Progress::Bars
+
+    /// The listener of the steps ([`lamoda_inference::Silent`] unless [`Progress::Steps`]).
+    pub fn steps(self) -> &'a dyn lamoda_inference::Progress {
+        match self {
+            Progress::Steps(listener) => listener,
+            Progress::Quiet | Progress::Lines => &lamoda_inference::Silent,
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Progress::Quiet => "Quiet",
+            Progress::Lines => "Lines",
+            Progress::Steps(_) => "Steps",
+        })
     }
 }
 
@@ -77,7 +94,7 @@ impl Progress {
 #[derive(Debug)]
 pub struct TrainReport {
     /// The figures written to `metrics.json`.
-    pub metrics: TrainMetrics,
+    pub metrics: AdapterMetrics,
     /// The adapter directory (`<out>/<category>`).
     pub dir: PathBuf,
     /// The best epoch's model, on the plain (non-autodiff) device.
@@ -179,7 +196,7 @@ pub fn train_category_with(
         .collect();
     let ids = tokenize_stacks(&base.tokenizer, &stacks, &config.runtime())?;
     let t0 = Instant::now();
-    let cache = FeatureCache::build(&base.packed, &ids, lora.first_layer, progress.bars())?;
+    let cache = FeatureCache::build(&base.packed, &ids, lora.first_layer, progress.steps())?;
     let cache_seconds = t0.elapsed().as_secs_f64();
     if progress.lines() {
         eprintln!(
@@ -285,7 +302,8 @@ pub fn train_category_with(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(
             config.seed.wrapping_add(epoch as u64),
         ));
-        let bar = progress_bar(progress.bars(), steps_per_epoch as u64, "training");
+        let steps = progress.steps();
+        steps.start("training", steps_per_epoch as u64);
         let mut loss_sum = 0f64;
         for (b, batch) in order.chunks(config.batch_size).enumerate() {
             let step = (epoch - 1) * steps_per_epoch + b;
@@ -302,9 +320,9 @@ pub fn train_category_with(
             )?;
             model = next;
             loss_sum += l;
-            bar.inc(1);
+            steps.advance(1);
         }
-        bar.finish_and_clear();
+        steps.finish();
         let seconds = t_epoch.elapsed().as_secs_f64();
         let eval_model = model.valid();
         let probs = dev_probabilities(&eval_model)?;
@@ -365,12 +383,12 @@ pub fn train_category_with(
             branches.lexical_seconds, branches.vocabulary
         );
     }
-    let metrics = TrainMetrics {
+    let metrics = AdapterMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
-        dev: finished.dev,
-        prior: prior_metrics,
-        tuned: finished.tuned,
+        dev: set_metrics(&finished.dev),
+        prior: set_metrics(&prior_metrics),
+        tuned: finished.tuned.as_ref().map(set_metrics),
         n_train: s.train.len(),
         n_dev: s.dev.len(),
         n_reviews: cache.n_reviews(),
@@ -379,8 +397,9 @@ pub fn train_category_with(
         history: state.history,
         stopped_early,
         branches: finished.branches,
+        careful: None,
     };
-    write_json(&dir.join(METRICS_FILE), &metrics)?;
+    metrics.write(&dir)?;
     write_json(&dir.join(TRAIN_CONFIG_FILE), config)?;
     write_json(&dir.join(RUNTIME_FILE), &config.runtime())?;
     Ok(TrainReport {
@@ -490,7 +509,12 @@ pub fn bench_steps(
     let ids = tokenize_stacks(&base.tokenizer, &stacks, &config.runtime())?;
     let lora = config.lora_config(n_layers);
     let t0 = Instant::now();
-    let cache = FeatureCache::build(&base.packed, &ids, lora.first_layer, false)?;
+    let cache = FeatureCache::build(
+        &base.packed,
+        &ids,
+        lora.first_layer,
+        &lamoda_inference::Silent,
+    )?;
     let cache_seconds = t0.elapsed().as_secs_f64();
     let plain = encoder_device(&base.encoder).inner();
     let ad = plain.autodiff();

@@ -227,7 +227,7 @@ fn training_learns_tags_beats_prior_and_adapter_round_trips() {
     // Without a frozen view there is no base kept and no vectors to read.
     assert!(trained.frozen.is_none());
     let none = trained
-        .base_vectors(&base.tokenizer, &stacks, false)
+        .base_vectors(&base.tokenizer, &stacks, &lamoda_inference::Silent)
         .expect("base vectors");
     assert!(none.is_none());
 
@@ -282,7 +282,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     // The frozen view reads the base's review vectors: one per review, of its width.
     assert!(trained.frozen.is_some() && lexical.frozen.is_some());
     let outputs = trained
-        .encoder_outputs(&base.tokenizer, &stacks, false)
+        .encoder_outputs(&base.tokenizer, &stacks, &lamoda_inference::Silent)
         .expect("encoder outputs");
     // The encoder's part is what the plain forward pass gives, review by review.
     let reference = reference_probabilities(&trained, &base, &stacks);
@@ -296,7 +296,7 @@ fn the_lexical_branch_is_fitted_saved_fused_and_removed() {
     let vectors = outputs.vectors.expect("frozen vectors");
     // The vectors-only pass gives the same vectors.
     let alone = trained
-        .base_vectors(&base.tokenizer, &stacks, false)
+        .base_vectors(&base.tokenizer, &stacks, &lamoda_inference::Silent)
         .expect("base vectors")
         .expect("the adapter keeps the base");
     assert_eq!(alone, vectors);
@@ -492,7 +492,7 @@ fn log_mean_exp_pooling_is_a_soft_maximum_over_reviews() {
     let refs: Vec<&[String]> = stacks.iter().map(Vec::as_slice).collect();
     let ids = tokenize_stacks(&base.tokenizer, &refs, &config.runtime()).expect("ids");
     let packed = lamoda_model::PackedEncoder::new(&model.encoder).expect("packed");
-    let cache = FeatureCache::build(&packed, &ids, 1, false).expect("cache");
+    let cache = FeatureCache::build(&packed, &ids, 1, &lamoda_inference::Silent).expect("cache");
     let logits = |pooling| -> Vec<f32> {
         product_logits(&model, 0, &cache, &[0, 1, 2, 3], pooling, &device)
             .into_data()
