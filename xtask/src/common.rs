@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use lamoda_data::Project;
 
-pub use lamoda_cli::common::{DataRootArgs, emit};
+pub use lamoda_cli::common::DataRootArgs;
 
 /// The project this xtask was built from.
 pub fn project() -> Project {

@@ -6,7 +6,6 @@
 //!
 //! Errors are printed as one line (`error: …`) with exit code 1.
 
-mod bench;
 mod check;
 mod common;
 mod loadtest;
@@ -38,7 +37,7 @@ enum Command {
     /// from scratch (what CI runs).
     Reproduce(reproduce::ReproduceArgs),
     /// Speed of the encoder, tagger and training beside PyTorch (release build).
-    Bench(bench::BenchArgs),
+    Bench(lamoda_bench::BenchArgs),
     /// Load-test a running server: requests/s, p50/p99 latency and errors per concurrency.
     Loadtest(loadtest::LoadtestArgs),
     /// Run Schemathesis against the live API and its OpenAPI document (what CI runs).
@@ -67,7 +66,10 @@ fn main() -> ExitCode {
     exit_code(match cli.command {
         Command::Check => check::run(),
         Command::Reproduce(args) => reproduce::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(_) if cfg!(debug_assertions) => {
+            common::rerun_release("bench", &["--package", "xtask"], 1)
+        }
+        Command::Bench(args) => lamoda_bench::run(args, &common::project(), &common::make_venv),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
         Command::Openapi(args) => openapi::openapi(args),

@@ -39,7 +39,7 @@ pub fn run(args: BundleArgs, project: &Project) -> anyhow::Result<()> {
             runtime_path.display()
         );
     }
-    let bundle = write_project_bundle(&dir, project).with_context(|| {
+    let bundle = write_project_bundle(&dir, project, None).with_context(|| {
         format!(
             "cannot bundle {} (it needs an adapter for every category configs/routing.toml \
              names: train the missing ones with `lamoda-tags train --category C --out {}`)",

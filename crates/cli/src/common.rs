@@ -83,6 +83,7 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
 pub fn write_project_bundle(
     model_dir: &Path,
     project: &Project,
+    routing: Option<&Path>,
 ) -> anyhow::Result<lamoda_inference::Bundle> {
     use lamoda_inference::lamoda_model::TagModel;
     let first = lamoda_data::Category::ALL
@@ -99,10 +100,65 @@ pub fn write_project_bundle(
         default_dir,
         provide: "lamoda-tags fetch-base e5-small".into(),
     };
-    let bundle = lamoda_inference::write_bundle(model_dir, &base, &project.routing_path(), |c| {
+    let routing = routing.map_or_else(|| project.routing_path(), Path::to_path_buf);
+    let bundle = lamoda_inference::write_bundle(model_dir, &base, &routing, |c| {
         lamoda_data::EtalonPool::path_in(&project.etalon_dir(), c)
     })?;
     Ok(bundle)
+}
+
+/// A tagger of the model at `dir`: a bundle, or a directory of adapters that is not one
+/// (a single `train --category` run), read through a temporary bundle of the categories it
+/// holds, each routed from its own good types (the first one held is the fallback). The
+/// temporary directory lives as long as the returned guard.
+pub fn open_model(
+    dir: &Path,
+    base: Option<&Path>,
+    project: &Project,
+) -> anyhow::Result<(lamoda_inference::Tagger, Option<tempfile::TempDir>)> {
+    use lamoda_inference::format::BUNDLE_FILE;
+    if dir.join(BUNDLE_FILE).is_file() || !dir.is_dir() {
+        return Ok((lamoda_inference::Tagger::open(dir, base)?, None));
+    }
+    let held: Vec<lamoda_data::Category> = lamoda_data::Category::ALL
+        .into_iter()
+        .filter(|c| dir.join(c.name()).join(ADAPTER_CONFIG_FILE).is_file())
+        .collect();
+    let Some(&first) = held.first() else {
+        return Ok((lamoda_inference::Tagger::open(dir, base)?, None));
+    };
+    let tmp = tempfile::tempdir().context("creating a temporary bundle")?;
+    for &category in &held {
+        copy_dir(
+            &dir.join(category.name()),
+            &tmp.path().join(category.name()),
+        )?;
+    }
+    let mut routing = project.routing()?;
+    routing.good_types.retain(|_, c| held.contains(c));
+    if !held.contains(&routing.fallback) {
+        routing.fallback = first;
+    }
+    let routing_path = tmp.path().join("routing.in.toml");
+    let text = toml::to_string(&routing).context("writing the temporary routing table")?;
+    std::fs::write(&routing_path, text)
+        .with_context(|| format!("writing {}", routing_path.display()))?;
+    write_project_bundle(tmp.path(), project, Some(&routing_path))?;
+    let tagger = lamoda_inference::Tagger::open(tmp.path(), base.or(Some(&project.base_dir())))?;
+    Ok((tagger, Some(tmp)))
+}
+
+/// Copies the files of `from` into a new directory `to` (one level: an adapter's files).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name().filter(|_| path.is_file()) {
+            std::fs::copy(&path, to.join(name))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `target` relative to the directory `from` when both lie under one ancestor (as

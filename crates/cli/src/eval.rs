@@ -116,9 +116,14 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
         Some(dir) => Some(PathBuf::from(dir)),
         None => Some(project.adapters_dir()),
     };
-    let tagger: Option<Tagger> = match &model_dir {
-        Some(dir) => Some(Tagger::open(dir, args.base.as_deref())?),
-        None => None,
+    // A directory of adapters that is not a bundle (one `train --category` run) is read
+    // through a temporary bundle, kept while `_guard` lives.
+    let (tagger, _guard): (Option<Tagger>, _) = match &model_dir {
+        Some(dir) => {
+            let (tagger, guard) = crate::common::open_model(dir, args.base.as_deref(), project)?;
+            (Some(tagger), guard)
+        }
+        None => (None, None),
     };
     let train = args.train_data.resolve()?;
     let split = project.split()?;
@@ -239,7 +244,7 @@ fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
         Some(dir) => PathBuf::from(dir),
         None => project.adapters_dir(),
     };
-    let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
+    let (tagger, _guard) = crate::common::open_model(&model_dir, args.base.as_deref(), project)?;
     let categories = match args.category {
         Some(c) => vec![c],
         None => tagger.categories(),

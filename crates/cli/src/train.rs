@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::Category;
 use lamoda_inference::InferenceError;
-use lamoda_trainer::{Progress, TrainConfig, train_category_with};
+use lamoda_trainer::{
+    ManyOptions, Progress, Refitted, TrainConfig, TrainJob, Trained, refit_many, train_many,
+};
 
 use crate::careful::CarefulRows;
 
@@ -87,16 +89,6 @@ pub enum CarefulMode {
     Exclude,
 }
 
-/// One adapter to train: a category into `out`, with `extra` training rows.
-struct Job {
-    category: Category,
-    pool: lamoda_data::EtalonPool,
-    config: TrainConfig,
-    rows: lamoda_data::LabeledSet,
-    extra: Vec<lamoda_data::ReviewStack>,
-    out: PathBuf,
-}
-
 /// Runs `lamoda-tags train`.
 pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
     let data = args.train_data.resolve()?;
@@ -116,7 +108,7 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::common::default_crossfit_dir(project));
     let careful_split = project.careful_split()?;
     let mut reviewed = crate::careful::reviewed_rows(project, &args.reviewed)?;
-    let mut jobs: Vec<Job> = Vec::new();
+    let mut jobs: Vec<TrainJob> = Vec::new();
     let mut fold_dirs = std::collections::BTreeSet::new();
     for &category in &categories {
         let pool = project.pool(category)?;
@@ -168,11 +160,11 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
             for fold in (0..careful_split.folds).filter(|&f| f != careful_split.dev_fold) {
                 let dir = crossfit_dir.join(format!("fold{fold}"));
                 fold_dirs.insert(dir.clone());
-                jobs.push(Job {
+                jobs.push(TrainJob {
                     category,
                     pool: pool.clone(),
                     config: config.clone(),
-                    rows: rows.clone(),
+                    rows: rows.rows.clone(),
                     extra: careful
                         .train_without_fold(fold)
                         .into_iter()
@@ -182,11 +174,11 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
                 });
             }
         }
-        jobs.push(Job {
+        jobs.push(TrainJob {
             category,
             pool,
             config,
-            rows,
+            rows: rows.rows,
             extra: careful
                 .as_ref()
                 .map(|c| c.train.clone())
@@ -211,7 +203,6 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
     jobs.sort_by_key(|job| {
         std::cmp::Reverse(
             job.rows
-                .rows
                 .iter()
                 .chain(&job.extra)
                 .map(|r| r.reviews.len())
@@ -226,71 +217,45 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
         (false, 1) => Progress::Steps(&display),
         (false, _) => Progress::Lines,
     };
-    let mut lines = if args.keep_encoder {
-        in_parallel(&base_dir, jobs, n_jobs, |base, job| {
-            let Job {
-                category,
-                pool,
-                config,
-                rows,
-                out,
-                ..
-            } = job;
-            retune(
-                base, &out, &split, category, &pool, &config, &rows, progress,
-            )
-            .with_context(|| format!("refitting `{category}`"))
-        })?
+    let options = ManyOptions {
+        base_dir: &base_dir,
+        workers: n_jobs,
+        progress,
+        resume: args.resume,
+    };
+    let mut lines: Vec<String> = if args.keep_encoder {
+        refit_many(jobs, &split, options, |r| eprintln!("{}", refit_line(r)))?
+            .iter()
+            .map(refit_line)
+            .collect()
     } else {
-        in_parallel(&base_dir, jobs, n_jobs, |base, job| {
-            let started = Instant::now();
-            let category = job.category;
+        let on_start = |job: &TrainJob| {
             eprintln!(
-                "training `{category}` ({} products, {} of them careful) into {}",
-                job.rows.rows.len() + job.extra.len(),
+                "training `{}` ({} products, {} of them careful) into {}",
+                job.category,
+                job.rows.len() + job.extra.len(),
                 job.extra.len(),
                 job.out.display()
-            );
-            let report = train_category_with(
-                base,
-                &job.pool,
-                &job.rows.rows,
-                &job.extra,
-                &split,
-                &job.config,
-                &job.out,
-                progress,
-                args.resume,
             )
-            .with_context(|| format!("training `{category}`"))?;
-            let m = &report.metrics;
-            // The figure of the saved decoding: tuned thresholds when asked for.
-            let shipped = m.shipped();
-            Ok(format!(
-                "{category:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
-                shipped.micro_f1,
-                m.prior.micro_f1,
-                shipped.micro_f1 - m.prior.micro_f1,
-                m.dev.micro_f1,
-                m.epoch,
-                m.n_train,
-                m.n_dev,
-                started.elapsed().as_secs_f64(),
-                report.dir.display()
-            ))
+        };
+        train_many(jobs, &split, options, on_start, |t| {
+            eprintln!("{}", trained_line(t))
         })?
+        .iter()
+        .map(trained_line)
+        .collect()
     };
     lines.sort();
     let trained = lines.len();
     // The cross-fitted adapters form bundles of their own once they hold every category.
     for dir in &fold_dirs {
-        if crate::common::write_project_bundle(dir, project).is_ok() {
+        if crate::common::write_project_bundle(dir, project, None).is_ok() {
             lines.push(format!("cross-fitted bundle {}", dir.display()));
         }
     }
     // A bundle needs every category the routing table names; a directory of some of
     // them (a single `--category` into a fresh `--out`) stays a directory of adapters.
-    match crate::common::write_project_bundle(&out, project) {
+    match crate::common::write_project_bundle(&out, project, None) {
         Ok(bundle) => lines.push(format!(
             "bundle {} ({} categories)",
             bundle.dir().display(),
@@ -322,150 +287,29 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run `work` on every job, `n_jobs` at a time, each worker with its own copy of the base
-/// loaded from `base_dir`; one summary line per job. After a failure the other workers
-/// stop once their current job is done.
-fn in_parallel<J: Send>(
-    base_dir: &std::path::Path,
-    jobs: Vec<J>,
-    n_jobs: usize,
-    work: impl Fn(&lamoda_model::LoadedBase, J) -> anyhow::Result<String> + Sync,
-) -> anyhow::Result<Vec<String>> {
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    // Each worker computes in a thread pool of its own, its share of the cores: two
-    // one-thread workers keep 2 cores busier than two workers sharing one pool of 2
-    // (docs/experiments.md §14).
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = (cores / n_jobs).max(1);
-    let results: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..n_jobs)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<String>> {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .context("starting a worker's thread pool")?;
-                    pool.install(|| worker(base_dir, &queue, &work))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a job panicked")))
-            })
-            .collect()
-    });
-    let mut lines = Vec::new();
-    for r in results {
-        lines.extend(r?);
-    }
-    Ok(lines)
+/// The summary line of a trained adapter: the figure of the saved decoding (tuned
+/// thresholds when asked for) beside the prior's.
+fn trained_line(t: &Trained) -> String {
+    let m = &t.metrics;
+    let shipped = m.shipped();
+    format!(
+        "{:<8} dev micro-F1 {:.4} (prior {:.4}, {:+.4}; at 0.5 {:.4}) at epoch {}; {} train / {} dev; {:.0} s → {}",
+        t.category.name(),
+        shipped.micro_f1,
+        m.prior.micro_f1,
+        shipped.micro_f1 - m.prior.micro_f1,
+        m.dev.micro_f1,
+        m.epoch,
+        m.n_train,
+        m.n_dev,
+        t.seconds,
+        t.dir.display()
+    )
 }
 
-/// One worker of [`in_parallel`]: load the base, then take jobs from `queue` until it is
-/// empty or a job fails (then the jobs not started are dropped, so the others stop too).
-fn worker<J>(
-    base_dir: &std::path::Path,
-    queue: &std::sync::Mutex<std::vec::IntoIter<J>>,
-    work: &(impl Fn(&lamoda_model::LoadedBase, J) -> anyhow::Result<String> + Sync),
-) -> anyhow::Result<Vec<String>> {
-    let device = lamoda_model::default_device();
-    let base = lamoda_model::load_hf_dir(base_dir, &device)?;
-    let mut lines = Vec::new();
-    loop {
-        let next = queue
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a job failed"))?
-            .next();
-        let Some(job) = next else {
-            break;
-        };
-        match work(&base, job) {
-            Ok(line) => {
-                eprintln!("{line}");
-                lines.push(line);
-            }
-            Err(e) => {
-                if let Ok(mut rest) = queue.lock() {
-                    rest.by_ref().for_each(drop);
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(lines)
-}
-
-/// `--keep-encoder`: refit the lexical branch and re-choose the thresholds of a trained
-/// adapter without training its encoder; the summary line.
-#[allow(clippy::too_many_arguments)]
-fn retune(
-    base: &lamoda_model::LoadedBase,
-    out: &std::path::Path,
-    split: &lamoda_data::SplitConfig,
-    category: Category,
-    pool: &lamoda_data::EtalonPool,
-    wanted: &TrainConfig,
-    rows: &lamoda_data::LabeledSet,
-    progress: Progress,
-) -> anyhow::Result<String> {
-    use lamoda_inference::format::{RUNTIME_FILE, TRAIN_CONFIG_FILE};
-    let dir = out.join(category.name());
-    let mut adapter = lamoda_inference::Adapter::load_encoder(&dir, base)
-        .with_context(|| format!("loading the `{category}` adapter"))?;
-    // The encoder stays as trained; what follows it comes from the current config.
-    let config_path = dir.join(TRAIN_CONFIG_FILE);
-    let mut config = TrainConfig::read_record(&dir)?;
-    if config.runtime() != adapter.runtime {
-        bail!(
-            "{}: the training config reads reviews otherwise than {RUNTIME_FILE} says",
-            config_path.display()
-        );
-    }
-    config.tune_thresholds = wanted.tune_thresholds;
-    config.tune_global_threshold = wanted.tune_global_threshold;
-    config.lexical = wanted.lexical.clone();
-    adapter.keep_base_for(config.lexical.as_ref(), base);
-    let s = lamoda_data::train_dev_split(&rows.rows, split);
-    let train: Vec<&lamoda_data::ReviewStack> = s.train.iter().map(|&i| &rows.rows[i]).collect();
-    let dev: Vec<&lamoda_data::ReviewStack> = s.dev.iter().map(|&i| &rows.rows[i]).collect();
-    let train_stacks: Vec<&[String]> = train.iter().map(|r| r.reviews.as_slice()).collect();
-    let dev_stacks: Vec<&[String]> = dev.iter().map(|r| r.reviews.as_slice()).collect();
-    let bars = progress.steps();
-    if matches!(progress, Progress::Lines) {
-        eprintln!("{category}: reading {} dev products", dev.len());
-    }
-    let dev_outputs = adapter.encoder_outputs(&base.tokenizer, &dev_stacks, bars)?;
-    // The frozen view also needs the training products' review vectors: a pass of the
-    // whole base over them.
-    let train_vectors = if adapter.frozen.is_some() {
-        if matches!(progress, Progress::Lines) {
-            eprintln!("{category}: reading {} training products", train.len());
-        }
-        adapter.base_vectors(&base.tokenizer, &train_stacks, bars)?
-    } else {
-        None
-    };
-    let frozen = match (&train_vectors, &dev_outputs.vectors) {
-        (Some(train), Some(dev)) => Some(lamoda_trainer::FrozenVectors { train, dev }),
-        _ => None,
-    };
-    let finished = lamoda_trainer::finish_adapter(
-        &dir,
-        pool,
-        &train,
-        &dev,
-        &dev_outputs.probabilities,
-        frozen,
-        &config,
-    )?;
-    let mut metrics = lamoda_inference::AdapterMetrics::read(&dir)?;
-    finished.record_into(&mut metrics);
-    metrics.write(&dir)?;
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
-        .with_context(|| format!("writing {}", config_path.display()))?;
+/// The summary line of a refitted adapter (`--keep-encoder`).
+fn refit_line(r: &Refitted) -> String {
+    let (category, finished) = (r.category.name(), &r.finished);
     let mut line = format!(
         "{category:<8} dev micro-F1 {:.4} at 0.5",
         finished.dev.micro_f1
@@ -484,5 +328,5 @@ fn retune(
             t.iter().copied().fold(f32::NEG_INFINITY, f32::max),
         );
     }
-    Ok(line)
+    line
 }

@@ -81,6 +81,19 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// One job of several (`train_many`, `refit_many`) failed.
+    #[error("{what} `{category}`: {source}")]
+    Job {
+        /// `training` or `refitting`.
+        what: &'static str,
+        /// The job's category.
+        category: lamoda_data::Category,
+        /// What went wrong.
+        source: Box<TrainError>,
+    },
+    /// A worker could not run (its thread pool, a panic).
+    #[error("training worker: {0}")]
+    Worker(String),
     /// The runtime failed (the forward pass, reading or writing the model format).
     #[error(transparent)]
     Runtime(Box<InferenceError>),

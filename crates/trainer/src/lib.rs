@@ -14,6 +14,7 @@ pub mod error;
 pub mod finish;
 pub mod frozen_fit;
 pub mod lexical_fit;
+pub mod many;
 pub mod moments;
 pub mod report;
 pub mod step;
@@ -24,6 +25,7 @@ pub use careful_fit::{CalibrationFit, CalibrationSettings, ThresholdPoint, fit_c
 pub use error::TrainError;
 pub use finish::{Finished, FrozenVectors, finish_adapter};
 pub use lexical_fit::fit_lexical;
+pub use many::{ManyOptions, Refitted, TrainJob, Trained, refit, refit_many, run_jobs, train_many};
 pub use report::{REPORT_K, set_metrics, tune_and_save_thresholds};
 pub use train::{
     Progress, StepBench, TrainReport, bench_steps, train_category, train_category_with,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: how fast the encoder, the tagger and training run here, beside
+//! The speed benchmark, `cargo xtask bench` (apart from the tests; it prints figures): how fast the encoder, the tagger and training run here, beside
 //! PyTorch on the same weights, tokens and threads.
 //!
 //! The sample is a seeded draw of real products from `reviews_sampled.csv`, read with the
@@ -9,7 +9,7 @@
 //!     batches of `--batch` products;
 //! (c) one LoRA training step of a category's config over its cache;
 //! (d) the cache pass (the frozen lower layers of that config) per 1,000 reviews.
-//! PyTorch (`xtask/bench/torch_encode.py`, in a virtual environment it installs) runs (a)
+//! PyTorch (`crates/bench/torch_encode.py`, in a virtual environment it installs) runs (a)
 //! and (d) on the same token ids in length-sorted batches padded to their longest review.
 
 use std::io::Write as _;
@@ -29,7 +29,12 @@ use lamoda_inference::forward::{FeatureCache, tokenize_stacks};
 use lamoda_inference::{Request, RuntimeSettings, Tagger};
 use lamoda_trainer::{TrainConfig, bench_steps};
 
-use crate::common::{DataRootArgs, emit, project, rerun_release};
+use lamoda_cli::common::{DataRootArgs, emit};
+use lamoda_data::Project;
+
+/// Makes a Python virtual environment at the path with the packages; the last argument
+/// names what needs it (the developer tools' helper, given by `cargo xtask`).
+pub type MakeVenv<'a> = &'a dyn Fn(&Path, &[&str], &str) -> anyhow::Result<()>;
 
 /// What the PyTorch side needs besides Python itself.
 const TORCH_PACKAGES: &[&str] = &["torch", "numpy", "safetensors"];
@@ -38,6 +43,7 @@ const TORCH_PACKAGES: &[&str] = &["torch", "numpy", "safetensors"];
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
+    /// The data directory.
     pub data: DataRootArgs,
     /// Products drawn from `reviews_sampled.csv`.
     #[arg(long, default_value_t = 150)]
@@ -156,19 +162,16 @@ struct Sample {
     batch_size: usize,
 }
 
-/// Runs `cargo xtask bench`.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Runs `cargo xtask bench` (from a release build: `cargo xtask` reruns itself so) in
+/// `project`, installing PyTorch with `make_venv` when needed.
+pub fn run(args: BenchArgs, project: &Project, make_venv: MakeVenv<'_>) -> anyhow::Result<()> {
     if args.repeats == 0 || args.threads == 0 || args.batch == 0 || args.products == 0 {
         bail!("--repeats, --threads, --batch and --products must be at least 1");
-    }
-    if cfg!(debug_assertions) {
-        return rerun_release("bench", &["--package", "xtask"], 1);
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build_global()
         .context("cannot set the thread count")?;
-    let project = project();
     let data = args.data.resolve()?;
     let file = data.root().join("reviews_sampled.csv");
     let mut products = load_products(&file)?;
@@ -282,7 +285,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .torch_venv
             .clone()
             .unwrap_or_else(|| root.join("target/torch-venv"));
-        match torch_side(&root, &venv, &base_dir, &reviews, first_layer, &args) {
+        match torch_side(
+            &root,
+            &venv,
+            &base_dir,
+            &reviews,
+            first_layer,
+            &args,
+            make_venv,
+        ) {
             Ok(t) => (Some(t), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         }
@@ -450,8 +461,9 @@ fn torch_side(
     reviews: &[&[u32]],
     first_layer: usize,
     args: &BenchArgs,
+    make_venv: MakeVenv<'_>,
 ) -> anyhow::Result<TorchSide> {
-    let python = install_torch(venv)?;
+    let python = install_torch(venv, make_venv)?;
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ids_path = dir.join("ids.jsonl");
@@ -465,7 +477,7 @@ fn torch_side(
     out.flush()?;
     drop(out);
     let pooled_path = dir.join("torch-pooled.f32");
-    let script = root.join("xtask/bench/torch_encode.py");
+    let script = root.join("crates/bench/torch_encode.py");
     let run = |layers: Option<usize>| -> anyhow::Result<serde_json::Value> {
         let mut cmd = Command::new(&python);
         cmd.arg(&script)
@@ -518,7 +530,7 @@ fn torch_side(
 }
 
 /// The venv's Python with PyTorch importable, installing the packages when they are not.
-fn install_torch(venv: &Path) -> anyhow::Result<PathBuf> {
+fn install_torch(venv: &Path, make_venv: MakeVenv<'_>) -> anyhow::Result<PathBuf> {
     let python = venv.join("bin/python");
     let check = |python: &Path| {
         Command::new(python)
@@ -533,7 +545,7 @@ fn install_torch(venv: &Path) -> anyhow::Result<PathBuf> {
         "bench: installing PyTorch into {} (a large download, once)",
         venv.display()
     );
-    crate::common::make_venv(venv, TORCH_PACKAGES, "the PyTorch side")?;
+    make_venv(venv, TORCH_PACKAGES, "the PyTorch side")?;
     if !check(&python) {
         bail!(
             "{} cannot import {} after installing them",
