@@ -7,10 +7,21 @@
 //! fixed product vectors (in `lamoda-tags audit`: the frozen base's mean review vectors),
 //! fitted by full-batch L-BFGS on standardised features with an L2 penalty, from zero
 //! weights: deterministic, so only the folds need a seed.
+//!
+//! The workflow of `lamoda-tags audit` is [`run_audit`] (settings and training files in,
+//! an [`AuditReport`] out), rendered by [`AuditReport::write_csv`],
+//! [`AuditReport::summary_markdown`] and [`AuditReport::sample_markdown`].
 
 use std::collections::BTreeMap;
 
 use lamoda_data::EtalonPool;
+
+mod workflow;
+
+pub use workflow::{
+    AUDIT_COLUMNS, AuditConfig, AuditInput, AuditProgress, AuditReport, AuditVectors,
+    CategoryAudit, pool_tag_texts, prior_ranking, review_texts, run_audit,
+};
 
 /// A one-vs-rest logistic model on standardised features.
 #[derive(Debug, Clone)]

@@ -7,10 +7,24 @@
 //! frequent member (ties: the shorter, then alphabetical), unless a namer (an LLM) names it.
 //!
 //! [`adjusted_rand`] and [`pair_agreement`] compare two clusterings of the same items.
+//!
+//! The workflow of `lamoda-tags consolidate` is [`consolidate_pool`]: a pool's clusters,
+//! optionally named by an LLM ([`name_clusters`]), written as a mapping in the
+//! `tag_mappings.csv` layout beside a reviewable file of one row per raw tag, and compared
+//! with a reference mapping.
 
 use std::collections::HashMap;
 
 use crate::embed::dot;
+
+mod workflow;
+
+pub use workflow::{
+    CLUSTER_COLUMNS, ClusterNames, ClusterNaming, ClusterRow, ClusterToName, ConsolidateConfig,
+    ConsolidateEvent, Consolidation, ConsolidationReport, MAPPING_COLUMNS, ReferenceMapping,
+    cluster_pool, clusters_path, consolidate_pool, load_pool, name_clusters, pool_texts,
+    reference_in,
+};
 
 /// One merge of the dendrogram: clusters `a` and `b` (item ids, or `n + k` for the cluster
 /// made by merge `k`) at average similarity `similarity`.

@@ -69,6 +69,37 @@ pub enum CurationError {
         /// The value given.
         value: String,
     },
+    /// A workflow setting is out of range: `message` says which option (as on the command
+    /// line), the rule and, where it helps, the value.
+    #[error("{message}")]
+    Setting {
+        /// The option (`--threshold`, `--folds`, …).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The whole message, e.g. `--threshold must be a cosine in -1..1, not 2`.
+        message: String,
+    },
+    /// A text the workflow needs a vector of is not among the vectors it was given.
+    #[error("no vector for {what} {text:?}")]
+    MissingVector {
+        /// What the text is (`etalon tag`, `pool tag`).
+        what: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// A raw-tag pool without a tag: nothing to consolidate.
+    #[error("{path}: no tags")]
+    EmptyPool {
+        /// The pool file.
+        path: PathBuf,
+    },
+    /// The async runtime (of the LLM requests) could not be started.
+    #[error("cannot start the async runtime: {source}")]
+    Runtime {
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The chat server refused the whole run (bad key, unknown model or route): every
     /// product would fail the same way, so labeling stops.
     #[error("{url}: {reason}")]
@@ -121,6 +152,53 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// A CSV error of the file `path` (the line where the parser knows it, else 0).
+pub(crate) fn csv_error(path: &std::path::Path, e: csv::Error) -> CurationError {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    CurationError::Csv {
+        path: path.to_owned(),
+        line,
+        reason: e.to_string(),
+    }
+}
+
+/// A CSV writer on a new file at `path` (an error names the file).
+pub(crate) fn create_csv(
+    path: &std::path::Path,
+) -> Result<csv::Writer<std::fs::File>, CurationError> {
+    let file = std::fs::File::create(path).map_err(|source| CurationError::Io {
+        path: path.to_owned(),
+        action: "cannot write",
+        source,
+    })?;
+    Ok(csv::Writer::from_writer(file))
+}
+
+/// Flushes a CSV writer of the file `path`.
+pub(crate) fn flush_csv<W: std::io::Write>(
+    path: &std::path::Path,
+    writer: &mut csv::Writer<W>,
+) -> Result<(), CurationError> {
+    writer.flush().map_err(|source| CurationError::Io {
+        path: path.to_owned(),
+        action: "cannot write",
+        source,
+    })
+}
+
+/// `value` as a cosine setting: finite and in -1..1.
+pub(crate) fn check_cosine(field: &'static str, value: f32) -> Result<(), CurationError> {
+    if value.is_finite() && (-1.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(CurationError::Setting {
+            field,
+            value: value.to_string(),
+            message: format!("{field} must be a cosine in -1..1, not {value}"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +210,18 @@ mod tests {
         assert_eq!(cut.chars().count(), 201);
         assert!(cut.ends_with('…'));
         assert_eq!(excerpt("короткий"), "короткий");
+    }
+
+    #[test]
+    fn a_cosine_setting_outside_minus_one_to_one_names_the_option_and_value() {
+        assert!(check_cosine("--threshold", 0.9).is_ok());
+        assert!(check_cosine("--threshold", -1.0).is_ok());
+        for bad in [1.5, f32::NAN, -2.0] {
+            let err = check_cosine("--threshold", bad).expect_err("out of range");
+            assert_eq!(
+                err.to_string(),
+                format!("--threshold must be a cosine in -1..1, not {bad}")
+            );
+        }
     }
 }

@@ -9,12 +9,14 @@
 //!
 //! 3. **consolidation** ([`consolidate`]): each good type's pool clustered by embedding
 //!    similarity (average linkage, cosine threshold), each cluster merged into one tag (the
-//!    `tag_mappings.csv` step);
+//!    `tag_mappings.csv` step; the workflow: [`consolidate::consolidate_pool`]);
 //! 4. **mapping** ([`map`]): each product's raw tags onto its category's etalon pool by
 //!    cosine with a threshold and top-k, into a human-editable file and from it training
-//!    files in the `labeled/` layout; agreement with reference labels;
+//!    files in the `labeled/` layout; agreement with reference labels ([`agreement`]: the
+//!    table of `lamoda-tags map --agreement`);
 //! 5. **the audit** ([`audit`]): likely label errors by confident learning on out-of-fold
-//!    probabilities, near-duplicate and contradictory tags, tags too rare to learn;
+//!    probabilities, near-duplicate and contradictory tags, tags too rare to learn (the
+//!    workflow: [`audit::run_audit`]);
 //! 6. **the pool-gap report** ([`gaps`]): the properties reviewers state that no pool tag
 //!    captures (the careful labels' and team reviews' `missing`), per category, with
 //!    counts and example reviews.
@@ -26,8 +28,13 @@
 //! by the weights' sha256. The runtime and its binaries (`lamoda-inference`, `lamoda-server`,
 //! `predict-tags`) never link this crate.
 //!
+//! Each workflow is a function here, settings and inputs in, a report out; the command
+//! line (`lamoda-cli`) loads the files and the base, embeds through the cache with its
+//! progress bars, and prints what comes back. F1 scores come from `lamoda-metrics`.
+//!
 //! Errors are typed ([`CurationError`]) and name the file, line, field and value at fault.
 
+pub mod agreement;
 pub mod audit;
 mod chunk;
 pub mod consolidate;

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::CurationError;
 use crate::embed::dot;
-use crate::error::excerpt;
+use crate::error::{check_cosine, csv_error, excerpt};
 use crate::pool::RawTags;
 use lamoda_data::normalize_tag;
 
@@ -136,6 +136,113 @@ pub struct MapOptions {
     pub top_k: usize,
 }
 
+impl MapOptions {
+    /// Checks the settings: the threshold a cosine in -1..1, `top_k` at least 1.
+    pub fn check(&self) -> Result<(), CurationError> {
+        check_cosine("--threshold", self.threshold)?;
+        if self.top_k == 0 {
+            return Err(CurationError::Setting {
+                field: "--top-k",
+                value: self.top_k.to_string(),
+                message: "--top-k must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Every text the mapping embeds: each etalon tag of `pools` and each raw tag of
+/// `products`, normalised ([`normalize_tag`]; blank raw tags skipped), distinct, sorted.
+pub fn tag_texts(products: &[RawTags], pools: &BTreeMap<Category, EtalonPool>) -> Vec<String> {
+    let mut set = BTreeSet::new();
+    for pool in pools.values() {
+        for t in &pool.tags {
+            set.insert(normalize_tag(t));
+        }
+    }
+    for p in products {
+        for t in &p.tags {
+            let n = normalize_tag(t);
+            if !n.is_empty() {
+                set.insert(n);
+            }
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The pool space of every pool: the pool with the vector of each of its tags, looked up
+/// by normalised tag in `vectors`; a tag without a vector is an error naming it.
+pub fn pool_spaces(
+    pools: &BTreeMap<Category, EtalonPool>,
+    vectors: &HashMap<String, Vec<f32>>,
+) -> Result<BTreeMap<Category, PoolSpace>, CurationError> {
+    let mut out = BTreeMap::new();
+    for (category, pool) in pools {
+        let vs = pool
+            .tags
+            .iter()
+            .map(|t| {
+                vectors.get(&normalize_tag(t)).cloned().ok_or_else(|| {
+                    CurationError::MissingVector {
+                        what: "etalon tag",
+                        text: t.clone(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.insert(
+            *category,
+            PoolSpace {
+                pool: pool.clone(),
+                vectors: vs,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// What a mapping holds, for its one-line report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSummary {
+    /// Products mapped.
+    pub products: usize,
+    /// Of them, routed by the fallback route.
+    pub fallback: usize,
+    /// Distinct normalised raw tags over the products.
+    pub raw_tags: usize,
+    /// Rows of the mapping file.
+    pub rows: usize,
+    /// Rows accepted.
+    pub accepted: usize,
+    /// Products that get at least one etalon tag ([`select`]).
+    pub products_with_tags: usize,
+}
+
+/// The counts of a mapping: `products` mapped into `rows` under `options`.
+pub fn map_summary(
+    products: &[ProductCandidates],
+    spaces: &BTreeMap<Category, PoolSpace>,
+    rows: &[MapRow],
+    options: MapOptions,
+) -> MapSummary {
+    MapSummary {
+        products: products.len(),
+        fallback: products.iter().filter(|p| p.fallback).count(),
+        raw_tags: products.iter().map(|p| p.tags.len()).sum(),
+        rows: rows.len(),
+        accepted: rows.iter().filter(|r| r.accepted).count(),
+        products_with_tags: products
+            .iter()
+            .filter(|p| {
+                spaces
+                    .get(&p.category)
+                    .is_some_and(|space| !select(p, &space.pool, options).is_empty())
+            })
+            .count(),
+    }
+}
+
 /// A product's accepted etalon tags under `options`, in pool order, with at most one tag
 /// per exclusive group (the most similar stays; ties: pool order).
 pub fn select(product: &ProductCandidates, pool: &EtalonPool, options: MapOptions) -> Vec<String> {
@@ -229,15 +336,6 @@ pub fn map_rows(
         }
     }
     rows
-}
-
-fn csv_error(path: &Path, e: csv::Error) -> CurationError {
-    let line = e.position().map_or(0, |p| p.line() as usize);
-    CurationError::Csv {
-        path: path.to_owned(),
-        line,
-        reason: e.to_string(),
-    }
 }
 
 /// Writes the mapping file ([`MAP_COLUMNS`]; `accepted` as `yes`/`no`, similarity to 4
@@ -536,14 +634,9 @@ impl Agreement {
     pub fn recall(&self) -> f64 {
         ratio(self.tp, self.tp + self.fn_)
     }
-    /// Micro-F1.
+    /// Micro-F1 (1 when neither has a tag).
     pub fn f1(&self) -> f64 {
-        let d = 2 * self.tp + self.fp + self.fn_;
-        if d == 0 {
-            1.0
-        } else {
-            2.0 * self.tp as f64 / d as f64
-        }
+        lamoda_metrics::metrics::micro_f1_from_counts(self.tp, self.fp, self.fn_)
     }
 }
 

@@ -559,3 +559,89 @@ async fn clusters_are_named_from_the_first_usable_tag() {
         .expect_err("401 is an error");
     assert!(err.to_string().contains("401"), "{err}");
 }
+
+/// The consolidation workflow with LLM names: every cluster of more than one tag is asked
+/// for (two at a time), a usable name replaces the most frequent member in the mapping, a
+/// cluster without one keeps it; a 401 stops the step with the server's reason.
+#[test]
+fn a_pool_is_consolidated_with_the_llm_names_of_its_clusters() {
+    use std::collections::BTreeMap;
+
+    use lamoda_curation::consolidate::{
+        ClusterNaming, ConsolidateConfig, ConsolidateEvent, ReferenceMapping, consolidate_pool,
+    };
+    use lamoda_curation::{Pool, PoolEntry};
+
+    let server = ChatServer::start(|request| {
+        if request.prompt.contains("мягкая кожа") {
+            Reply::tags(&["Мягкая кожа"])
+        } else if request.prompt.contains("не жмет") {
+            Reply::Content("the tags are: не жмет".into())
+        } else {
+            Reply::Status(401, Vec::new(), "{\"error\": \"bad key\"}".into())
+        }
+    });
+    let entry = |good_type: &str, tag: &str, frequency| PoolEntry {
+        good_type: good_type.to_owned(),
+        tag: tag.to_owned(),
+        frequency,
+        variants: vec![tag.to_owned()],
+    };
+    let pool = Pool {
+        entries: vec![
+            entry("Shoes", "кожа мягкая", 5),
+            entry("Shoes", "мягкая кожа", 3),
+            entry("Shoes", "не жмет", 4),
+            entry("Shoes", "не давит", 2),
+            entry("Shoes", "яркие", 1),
+        ],
+        products: BTreeMap::from([("Shoes".to_owned(), 10)]),
+    };
+    let vectors: HashMap<String, Vec<f32>> = [
+        ("кожа мягкая", [1.0, 0.0, 0.0]),
+        ("мягкая кожа", [1.0, 0.0, 0.0]),
+        ("не жмет", [0.0, 1.0, 0.0]),
+        ("не давит", [0.0, 1.0, 0.0]),
+        ("яркие", [0.0, 0.0, 1.0]),
+    ]
+    .into_iter()
+    .map(|(t, v)| (t.to_owned(), v.to_vec()))
+    .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ConsolidateConfig {
+        threshold: 0.9,
+        out: dir.path().join("mapping.csv"),
+        reference: ReferenceMapping::None,
+        naming: Some(ClusterNaming {
+            chat: config(&server.base_url()),
+            concurrency: 2,
+        }),
+    };
+    let mut naming = Vec::new();
+    let report = consolidate_pool(&config, &pool, &vectors, |event| match event {
+        ConsolidateEvent::Naming { done, total } => naming.push((done, total)),
+        ConsolidateEvent::Named { named, failed } => naming.push((named, failed)),
+        _ => {}
+    })
+    .expect("consolidated");
+    assert_eq!(naming, [(0, 2), (1, 2), (2, 2), (1, 1)]);
+    assert_eq!(report.named, Some((1, 1)));
+    assert_eq!(
+        std::fs::read_to_string(&config.out).expect("mapping"),
+        "good_type,old_tags,new_tag\n\
+         Shoes,кожа мягкая; мягкая кожа,мягкая кожа\n\
+         Shoes,не жмет; не давит,не жмет\n\
+         Shoes,яркие,яркие\n"
+    );
+
+    let refused = Pool {
+        entries: vec![entry("Shoes", "теплые", 2), entry("Shoes", "греют", 1)],
+        products: BTreeMap::from([("Shoes".to_owned(), 2)]),
+    };
+    let warm: HashMap<String, Vec<f32>> = [("теплые", 1.0), ("греют", 1.0)]
+        .into_iter()
+        .map(|(t, x)| (t.to_owned(), vec![x, 0.0]))
+        .collect();
+    let err = consolidate_pool(&config, &refused, &warm, |_| {}).expect_err("401");
+    assert!(err.to_string().contains("401"), "{err}");
+}

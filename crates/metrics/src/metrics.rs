@@ -179,6 +179,50 @@ pub fn evaluate(
     }
 }
 
+/// Micro-F1 from pooled counts, `2·TP / (2·TP + FP + FN)`, where agreeing on nothing
+/// (all three 0) scores 1: the convention of comparisons with reference labels (a mapping
+/// against reference tags, [`micro_f1_top_gold`]), unlike [`evaluate`]'s 0.
+pub fn micro_f1_from_counts(tp: usize, fp: usize, fn_: usize) -> f64 {
+    let d = 2 * tp + fp + fn_;
+    if d == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / d as f64
+    }
+}
+
+/// Micro-F1 of predicting each row's `k` best labels, `k` = the row's number of gold labels
+/// (at least 1): with `order` `None` the `k` highest of the row's `scores` (descending by
+/// [`f32::total_cmp`], ties to the lower index), with `Some(order)` the first `k` of that
+/// fixed order for every row (e.g. most frequent first: the frequency prior). A
+/// threshold-free comparison of a model with the prior. `gold[i][t]`: row `i` carries label
+/// `t`; rows are `scores` and `gold` zipped. 1 when there is nothing to score
+/// ([`micro_f1_from_counts`]).
+pub fn micro_f1_top_gold(scores: &[Vec<f32>], gold: &[Vec<bool>], order: Option<&[usize]>) -> f64 {
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for (p, row) in scores.iter().zip(gold) {
+        let carried = row.iter().filter(|&&b| b).count();
+        let k = carried.max(1);
+        let ranked: Vec<usize> = match order {
+            Some(order) => order.iter().copied().take(k).collect(),
+            None => {
+                let mut o: Vec<usize> = (0..p.len()).collect();
+                o.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+                o.truncate(k);
+                o
+            }
+        };
+        let hit = ranked
+            .iter()
+            .filter(|&&t| row.get(t).copied().unwrap_or(false))
+            .count();
+        tp += hit;
+        fp += ranked.len() - hit;
+        fn_ += carried - hit;
+    }
+    micro_f1_from_counts(tp, fp, fn_)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +312,37 @@ mod tests {
     #[test]
     fn top_k_ties_and_nan() {
         assert_eq!(top_k(&[0.5, f32::NAN, 0.5, 0.7], 3), [3, 0, 2]);
+    }
+
+    #[test]
+    fn f1_from_counts_scores_agreeing_on_nothing_as_one() {
+        close(micro_f1_from_counts(0, 0, 0), 1.0);
+        close(micro_f1_from_counts(1, 0, 1), 2.0 / 3.0);
+        close(micro_f1_from_counts(0, 2, 0), 0.0);
+    }
+
+    #[test]
+    fn top_gold_takes_as_many_labels_as_each_row_has() {
+        let scores = vec![
+            vec![0.6, 0.9, 0.1],
+            vec![0.1, 0.2, 0.3],
+            vec![0.5, 0.5, 0.0],
+        ];
+        let gold = vec![
+            vec![true, false, true],
+            vec![false, false, false],
+            vec![false, true, false],
+        ];
+        // By score. Row 0: gold {0, 2}, top-2 {1, 0}: TP 1, FP 1, FN 1. Row 1: no gold, so
+        // k = 1, top-1 {2}: FP 1. Row 2: gold {1}, the 0.5/0.5 tie goes to the lower index,
+        // {0}: FP 1, FN 1. TP 1, FP 3, FN 2.
+        close(micro_f1_top_gold(&scores, &gold, None), 2.0 / 7.0);
+        // A fixed order [1, 0, 2] for every row. Row 0 {1, 0}: TP 1, FP 1, FN 1. Row 1 {1}:
+        // FP 1. Row 2 {1}: TP 1. TP 2, FP 2, FN 1.
+        close(
+            micro_f1_top_gold(&scores, &gold, Some(&[1, 0, 2])),
+            4.0 / 7.0,
+        );
+        close(micro_f1_top_gold(&[], &[], None), 1.0);
     }
 }
