@@ -3,13 +3,11 @@
 //! routing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_curation::agreement::{
     AgreementInputs, agreement_json, agreement_table, format_agreement,
 };
@@ -27,7 +25,9 @@ use lamoda_curation::map::{
 };
 use lamoda_curation::read_raw_tags;
 use lamoda_data::{Category, EtalonPool, Routing, UnknownTagPolicy};
+use lamoda_inference::Progress as _;
 use lamoda_model::LoadedBase;
+use lamoda_predict::progress::Display;
 
 use crate::common::{DataRootArgs, emit};
 use lamoda_data::Project;
@@ -74,19 +74,6 @@ impl EmbedFlags {
     }
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} < {{eta_precise}}]"
-    )) {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// Embeds `texts` through the cache `name` (distinct texts; a map text → vector).
 fn embed_cached(
     embedder: &dyn Embedder,
@@ -103,18 +90,18 @@ fn embed_cached(
         );
     }
     let started = Instant::now();
-    let progress = bar(0, what);
+    let progress = Display::new();
+    progress.start(what, 0);
     let mut last_line = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
     let (vectors, stats) = cache.embed_all(embedder, texts, 64, |done, total| {
-        progress.set_length(total as u64);
-        progress.set_position(done as u64);
-        if !terminal && total > 0 && (last_line.elapsed().as_secs() >= 10 || done == total) {
+        progress.set(done as u64, total as u64, "");
+        let due = last_line.elapsed().as_secs() >= 10 || done == total;
+        if !progress.is_terminal() && total > 0 && due {
             last_line = Instant::now();
             eprintln!("{what}: {done}/{total} embedded");
         }
     })?;
-    progress.finish_and_clear();
+    progress.finish();
     eprintln!(
         "{what}: {} distinct, {} from the cache, {} embedded in {:.1} s ({})",
         stats.requested,
@@ -402,19 +389,22 @@ pub fn audit(args: AuditArgs, project: &Project) -> anyhow::Result<()> {
         tags: &tag_vectors,
         dim: base.packed.hidden(),
     };
-    let mut progress: Option<ProgressBar> = None;
+    let progress = Display::new();
+    let mut started = false;
     let report = run_audit(&config, inputs, &vectors, |event| match event {
         AuditProgress::Folds {
             category,
             done,
             total,
         } => {
-            let folds =
-                progress.get_or_insert_with(|| bar(total as u64, &format!("{category} folds")));
-            folds.set_position(done as u64);
+            if !started {
+                progress.start(&format!("{category} folds"), total as u64);
+                started = true;
+            }
+            progress.set(done as u64, total as u64, "");
             if done == total {
-                folds.finish_and_clear();
-                progress = None;
+                progress.finish();
+                started = false;
             }
         }
         AuditProgress::Fitted {
@@ -426,9 +416,7 @@ pub fn audit(args: AuditArgs, project: &Project) -> anyhow::Result<()> {
             "{category}: {products} products, out-of-fold model fitted in {seconds:.1} s: {disputed} disputed labels"
         ),
     });
-    if let Some(folds) = progress.take() {
-        folds.finish_and_clear();
-    }
+    progress.finish();
     let report = report?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
@@ -533,7 +521,8 @@ pub fn consolidate(args: ConsolidateArgs, project: &Project) -> anyhow::Result<(
     let embedder = tag_embedder(&base);
     let texts = pool_texts(&pool);
     let vectors = embed_cached(&embedder, &cache_dir, "tags", &texts, "pool tags")?;
-    let mut naming_bar: Option<ProgressBar> = None;
+    let naming = Display::new();
+    let mut naming_started = false;
     let report = consolidate_pool(&config, &pool, &vectors, |event| match event {
         ConsolidateEvent::Clustered {
             good_type,
@@ -545,14 +534,14 @@ pub fn consolidate(args: ConsolidateArgs, project: &Project) -> anyhow::Result<(
             "{good_type}: {tags} tags into {clusters} clusters ({multi_tag} of more than one tag) in {seconds:.1} s"
         ),
         ConsolidateEvent::Naming { done, total } => {
-            naming_bar
-                .get_or_insert_with(|| bar(total as u64, "naming"))
-                .set_position(done as u64);
+            if !naming_started {
+                naming.start("naming", total as u64);
+                naming_started = true;
+            }
+            naming.set(done as u64, total as u64, "");
         }
         ConsolidateEvent::Named { named, failed } => {
-            if let Some(naming) = naming_bar.take() {
-                naming.finish_and_clear();
-            }
+            naming.finish();
             eprintln!(
                 "the LLM named {named} clusters{}",
                 if failed > 0 {
@@ -572,9 +561,7 @@ pub fn consolidate(args: ConsolidateArgs, project: &Project) -> anyhow::Result<(
             review.display()
         ),
     });
-    if let Some(naming) = naming_bar.take() {
-        naming.finish_and_clear();
-    }
+    naming.finish();
     if let Some(comparison) = report?.comparison {
         emit(&comparison)?;
     }

@@ -1,17 +1,17 @@
 //! `lamoda-tags label` and `lamoda-tags pool`: the label-curation pipeline of
 //! `lamoda-curation` (LLM labeling of review stacks; the raw-tag pool).
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use lamoda_curation::{
     ChatClient, ChatConfig, LabelOptions, LabelProgress, Prompt, label_products, pool_tags,
     read_raw_tags, write_pool_csv,
 };
+use lamoda_inference::Progress as _;
+use lamoda_predict::progress::Display;
 
 use lamoda_data::Project;
 
@@ -115,25 +115,15 @@ pub fn label(args: LabelArgs, project: &Project) -> anyhow::Result<()> {
         retry_failed: args.retry_failed,
         max_chunk_tokens: args.max_chunk_tokens,
     };
-    let terminal = std::io::stderr().is_terminal();
-    let bar = if terminal {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "labeling {bar:30} {pos}/{len} products, {msg} [{elapsed_precise} < {eta_precise}]",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = Display::new();
+    bar.start("labeling products", 0);
     let mut last_line = Instant::now();
     let on_progress = |p: &LabelProgress| {
         let todo = p.total - p.already_done;
-        bar.set_length(todo as u64);
-        bar.set_position((p.ok + p.failed) as u64);
-        bar.set_message(format!("ok {}, failed {}", p.ok, p.failed));
-        if !terminal && (last_line.elapsed() >= Duration::from_secs(10) || p.remaining() == 0) {
+        let message = format!("ok {}, failed {}", p.ok, p.failed);
+        bar.set((p.ok + p.failed) as u64, todo as u64, &message);
+        let due = last_line.elapsed() >= Duration::from_secs(10) || p.remaining() == 0;
+        if !bar.is_terminal() && due {
             last_line = Instant::now();
             eprintln!(
                 "labeled {}/{todo} products: ok {}, failed {} ({} already done)",
@@ -157,7 +147,7 @@ pub fn label(args: LabelArgs, project: &Project) -> anyhow::Result<()> {
         &options,
         on_progress,
     ));
-    bar.finish_and_clear();
+    bar.finish();
     let summary = summary?;
     let p = summary.progress;
     let mut line = format!(
