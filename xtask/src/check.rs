@@ -36,12 +36,14 @@ pub fn run() -> anyhow::Result<()> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                // A stale Cargo.lock fails here, as `cargo install --locked` would.
+                "--locked",
                 "--",
                 "-D",
                 "warnings",
             ],
         ),
-        ("test", &["test", "--workspace"]),
+        ("test", &["test", "--workspace", "--locked"]),
     ];
     for (name, step_args) in steps {
         eprintln!("== {name}: cargo {}", step_args.join(" "));

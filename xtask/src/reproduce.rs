@@ -17,8 +17,8 @@ use lamoda_inference::{AdapterMetrics, Tagger};
 use lamoda_trainer::{Progress, REPORT_K, TrainConfig, train_category_with};
 
 use crate::common::{DataRootArgs, project};
-use lamoda_cli::careful::{CarefulRows, Figures, careful_dev};
-use lamoda_cli::eval::tagger_metrics;
+use lamoda_eval::{CarefulRows, Figures, careful_dev, tagger_metrics};
+use lamoda_predict::progress::Display;
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(Args, Debug)]
@@ -78,6 +78,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
     let present = tagger.categories();
     let base = tagger.base();
+    let progress = Display::new();
     let mut failures = Vec::new();
 
     for &category in &present {
@@ -90,7 +91,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         let s = train_dev_split(&training.rows, &split);
         let dev: Vec<_> = s.dev.iter().map(|&i| &training.rows[i]).collect();
         let t0 = Instant::now();
-        let m = tagger_metrics(&tagger, &pool, &dev, REPORT_K)?;
+        let m = tagger_metrics(&tagger, &pool, &dev, REPORT_K, &progress)?;
         let diff = m.micro_f1 - recorded;
         let ok = diff.abs() <= args.eval_tolerance;
         println!(
@@ -117,7 +118,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         let pool = project.pool(category)?;
         let rows = CarefulRows::load(&data, category, &pool, &careful_split)?;
         let t0 = Instant::now();
-        let (figures, _) = careful_dev(&tagger, &pool, &rows)?;
+        let (figures, _) = careful_dev(&tagger, &pool, &rows, &progress)?;
         let m = figures.model;
         let ok = (m.micro_f1 - recorded.micro_f1).abs() <= args.eval_tolerance
             && (m.precision - recorded.precision).abs() <= args.eval_tolerance;
@@ -283,6 +284,7 @@ fn recalibrate(
         None => lamoda_inference::Bundle::open(shipped)?.default_base_dir(),
     };
     let tagger = Tagger::open(&bundle, Some(&base_dir))?;
+    let progress = Display::new();
     let settings = lamoda_cli::calibrate::load_settings(project, None)?;
     let pool = project.pool(category)?;
     lamoda_cli::calibrate::calibrate_category(
@@ -293,9 +295,10 @@ fn recalibrate(
         rows,
         &settings,
         &split,
+        &progress,
     )?;
     let tagger = Tagger::open(&bundle, Some(&base_dir))?;
-    Ok(careful_dev(&tagger, &pool, rows)?.0.model)
+    Ok(careful_dev(&tagger, &pool, rows, &progress)?.0.model)
 }
 
 /// A copy of the bundle `shipped` in `to` with `category`'s adapter taken from `adapter`

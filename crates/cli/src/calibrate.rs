@@ -2,22 +2,21 @@
 //! products (which no adapter was trained on), writes it into the bundle (`careful.json`),
 //! and records the careful-dev figures in each adapter's `metrics.json`.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, ReviewStack};
+use lamoda_eval::{CarefulFigures, CarefulReport, CarefulRows, Figures, careful_dev, score_rows};
 use lamoda_inference::format::{
     CAREFUL_FILE, CalibrationRecord, CarefulDevMetrics, CarefulMetrics, SourceMetrics, write_json,
 };
-use lamoda_inference::{AdapterMetrics, Tagger};
+use lamoda_inference::{AdapterMetrics, Progress, Tagger};
+use lamoda_predict::progress::Display;
 use lamoda_trainer::{CalibrationSettings, fit_calibration};
 
-use crate::careful::{
-    CarefulFigures, CarefulRows, Figures, careful_dev, print_careful_table, score_rows,
-};
+use crate::careful::print_careful_table;
 use crate::common::DataRootArgs;
 use lamoda_data::Project;
 
@@ -78,6 +77,7 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
                 .unwrap_or_else(|| crate::common::default_crossfit_dir(project)),
         )
     };
+    let progress = Display::new();
     let mut loaded = Vec::new();
     for &category in &categories {
         let pool = project.pool(category)?;
@@ -90,10 +90,12 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
             &rows,
             &settings,
             &split,
+            &progress,
         )?;
         if let Some(out) = dump.as_mut() {
             let dev: Vec<&ReviewStack> = rows.dev.iter().collect();
-            let dev_scores = score_rows(&tagger, category, &dev, "scored (careful dev)")?;
+            let dev_scores =
+                score_rows(&tagger, category, &dev, "scored (careful dev)", &progress)?;
             let parts = rows
                 .train
                 .iter()
@@ -129,10 +131,9 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
     }
     // The careful-dev figures of the calibrated bundle, recorded beside the noisy ones.
     let tagger = Tagger::open(&model_dir, args.base.as_deref())?;
-    let mut table: BTreeMap<Category, CarefulFigures> = BTreeMap::new();
-    let mut parts = Vec::new();
+    let mut dev = Vec::new();
     for (category, pool, rows, out_of_fold) in loaded {
-        let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
+        let (figures, part) = careful_dev(&tagger, &pool, &rows, &progress)?;
         let dir = tagger.bundle().category_dir(category);
         let mut metrics = AdapterMetrics::read(&dir)?;
         metrics.careful = Some(CarefulMetrics {
@@ -144,10 +145,10 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
             },
         });
         metrics.write(&dir)?;
-        table.insert(category, figures);
-        parts.push(part);
+        dev.push((category, figures, part));
     }
-    print_careful_table(&model_dir.display().to_string(), &table, &parts);
+    let report = CarefulReport::new(model_dir.display().to_string(), dev, Default::default());
+    print_careful_table(&report);
     Ok(())
 }
 
@@ -192,7 +193,9 @@ pub fn load_settings(
 /// it into the tagger's bundle as `careful.json`. Each product is scored (raw scores, any
 /// calibration aside) by the cross-fitted adapter of its careful fold in `crossfit`
 /// (`<dir>/fold<F>/`, which never saw it), or with `crossfit` `None` by `tagger` itself
-/// (adapters trained without careful products). Returns the fit and the scores.
+/// (adapters trained without careful products). The scoring reports to `progress`.
+/// Returns the fit and the scores.
+#[allow(clippy::too_many_arguments)]
 pub fn calibrate_category(
     tagger: &Tagger,
     crossfit: Option<&std::path::Path>,
@@ -201,6 +204,7 @@ pub fn calibrate_category(
     rows: &CarefulRows,
     settings: &CalibrationSettings,
     split: &lamoda_data::SplitConfig,
+    progress: &dyn Progress,
 ) -> anyhow::Result<(
     lamoda_trainer::CalibrationFit,
     Vec<lamoda_inference::Scores>,
@@ -208,7 +212,7 @@ pub fn calibrate_category(
     let category = rows.category;
     let train: Vec<&ReviewStack> = rows.train.iter().collect();
     let scores = match crossfit {
-        None => score_rows(tagger, category, &train, "scored (careful train)")?,
+        None => score_rows(tagger, category, &train, "scored (careful train)", progress)?,
         Some(dir) => {
             let base_dir = match base {
                 Some(b) => b.to_path_buf(),
@@ -238,6 +242,7 @@ pub fn calibrate_category(
                     category,
                     &stacks,
                     "scored (careful train, cross-fitted)",
+                    progress,
                 )?;
                 for (i, s) in members.into_iter().zip(fold_scores) {
                     scores[i] = Some(s);

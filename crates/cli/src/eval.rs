@@ -1,20 +1,17 @@
-//! `lamoda-tags eval`: a model's metrics per category, always beside the
-//! frequency prior.
+//! `lamoda-tags eval`: a model's metrics per category, always beside the frequency prior.
+//! The flags, the model opened, [`lamoda_eval::evaluate_noisy`] or
+//! [`lamoda_eval::evaluate_careful`] called, and the report printed.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use lamoda_data::{Category, EtalonPool, ReviewStack, UnknownTagPolicy, train_dev_split};
-use lamoda_data::{DataDir, Project};
-use lamoda_inference::{DecodeOptions, Tagger};
-use lamoda_metrics::{
-    FrequencyPrior, Metrics, evaluate, evaluate_prior, evaluate_probabilities, gold_indices,
-};
-use serde::Serialize;
+use lamoda_data::{Category, DataDir, Project};
+use lamoda_eval::{CarefulConfig, NoisyConfig, NoisyReport, evaluate_careful, evaluate_noisy};
+use lamoda_inference::Tagger;
+use lamoda_predict::progress::Display;
 
+use crate::careful::{print_careful_table, print_reviewed_table};
 use crate::common::{DataRootArgs, emit};
 
 /// Arguments of `lamoda-tags eval`.
@@ -70,35 +67,6 @@ pub enum Labels {
     Careful,
 }
 
-/// One category's figures in the JSON report.
-#[derive(Serialize)]
-struct CategoryFigures {
-    micro_f1: f64,
-    macro_f1: f64,
-    samples_f1: f64,
-    precision_at_k: f64,
-    recall_at_k: f64,
-    prior_micro_f1: f64,
-    prior_macro_f1: f64,
-    prior_samples_f1: f64,
-    n: usize,
-    k: usize,
-    prior_tags: usize,
-    unknown_tags: usize,
-    /// micro-F1 with the minimum-evidence rule, per N (with --min-mentions).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    micro_f1_by_min_mentions: BTreeMap<usize, f64>,
-}
-
-#[derive(Serialize)]
-struct Report {
-    model: String,
-    rows: &'static str,
-    categories: BTreeMap<String, CategoryFigures>,
-    mean_micro_f1: f64,
-    mean_prior_micro_f1: f64,
-}
-
 /// Runs `lamoda-tags eval`.
 pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
     if args.k == 0 {
@@ -125,101 +93,33 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let train = args.train_data.resolve()?;
-    let split = project.split()?;
-    let eval_dir = args.test_data.as_ref().map(|d| DataDir::new(d.clone()));
-    let categories = match (args.category, &eval_dir) {
-        (Some(c), _) => vec![c],
-        (None, Some(dir)) => dir.categories()?,
-        (None, None) => train.categories()?,
+    let data = args.train_data.resolve()?;
+    let test_data = args.test_data.as_ref().map(|d| DataDir::new(d.clone()));
+    let categories = args.category.map(|c| [c]);
+    let config = NoisyConfig {
+        project,
+        data: &data,
+        test_data: test_data.as_ref(),
+        tagger: tagger.as_ref(),
+        model_name: &model_name,
+        categories: categories.as_ref().map(|c| &c[..]),
+        k: args.k,
+        min_mentions: &args.min_mentions,
     };
-    let mut report = Report {
-        model: model_name,
-        rows: if eval_dir.is_some() {
-            "all rows of --test-data; prior fitted on all training rows"
-        } else {
-            "dev split; prior fitted on the train split"
-        },
-        categories: BTreeMap::new(),
-        mean_micro_f1: 0.0,
-        mean_prior_micro_f1: 0.0,
-    };
-    for category in categories {
-        let pool = project.pool(category)?;
-        let training = train
-            .fitting_rows(category, &pool)
-            .with_context(|| format!("training data of `{category}`"))?;
-        let (prior, eval_set);
-        let eval_rows: Vec<&ReviewStack> = match &eval_dir {
-            Some(dir) => {
-                prior = FrequencyPrior::fit(&pool, &training.rows);
-                eval_set = dir.labeled(category, &pool, UnknownTagPolicy::Report)?;
-                if !eval_set.unknown_tags.is_empty() {
-                    eprintln!(
-                        "warning: {}: {} gold tags are not in the `{category}` pool (they count as missed), e.g. {:?} on row {}",
-                        eval_set.path.display(),
-                        eval_set.unknown_tags.len(),
-                        eval_set.unknown_tags[0].1,
-                        eval_set.unknown_tags[0].0
-                    );
-                }
-                eval_set.rows.iter().collect()
-            }
-            None => {
-                let s = train_dev_split(&training.rows, &split);
-                prior = FrequencyPrior::fit(&pool, s.train.iter().map(|&i| &training.rows[i]));
-                eval_set = training.clone();
-                s.dev.iter().map(|&i| &eval_set.rows[i]).collect()
-            }
-        };
-        let prior_metrics = evaluate_prior(&prior, &pool, &eval_rows, args.k);
-        let mut by_min_mentions = BTreeMap::new();
-        let model: Metrics = match &tagger {
-            Some(tagger) if !args.min_mentions.is_empty() => {
-                let mut levels = args.min_mentions.clone();
-                levels.push(0);
-                levels.sort_unstable();
-                levels.dedup();
-                // Per N, the answer the runtime gives (careful-calibrated where the bundle
-                // is); the main figure stays the adapter's own decoding, as without N.
-                let metrics = evidence_metrics(tagger, &pool, &eval_rows, args.k, &levels)?;
-                for (&n, m) in levels.iter().zip(&metrics) {
-                    by_min_mentions.insert(n, m.micro_f1);
-                }
-                tagger_metrics(tagger, &pool, &eval_rows, args.k)?
-            }
-            Some(tagger) => tagger_metrics(tagger, &pool, &eval_rows, args.k)?,
-            None => prior_metrics.clone(),
-        };
-        report.categories.insert(
-            category.name().to_owned(),
-            CategoryFigures {
-                micro_f1: model.micro_f1,
-                macro_f1: model.macro_f1,
-                samples_f1: model.samples_f1,
-                precision_at_k: model.precision_at_k,
-                recall_at_k: model.recall_at_k,
-                prior_micro_f1: prior_metrics.micro_f1,
-                prior_macro_f1: prior_metrics.macro_f1,
-                prior_samples_f1: prior_metrics.samples_f1,
-                n: model.n,
-                k: args.k,
-                prior_tags: prior.k,
-                unknown_tags: eval_set.unknown_tags.len(),
-                micro_f1_by_min_mentions: by_min_mentions,
-            },
-        );
+    let report = evaluate_noisy(&config, &Display::new())?;
+    for (category, figures) in &report.categories {
+        if let Some(u) = &figures.unknown {
+            eprintln!(
+                "warning: {}: {} gold tags are not in the `{category}` pool (they count as missed), e.g. {:?} on row {}",
+                u.path.display(),
+                u.count,
+                u.tag,
+                u.row
+            );
+        }
     }
-    let n = report.categories.len() as f64;
-    report.mean_micro_f1 = report.categories.values().map(|c| c.micro_f1).sum::<f64>() / n;
-    report.mean_prior_micro_f1 = report
-        .categories
-        .values()
-        .map(|c| c.prior_micro_f1)
-        .sum::<f64>()
-        / n;
     if args.json {
-        emit(&serde_json::to_string_pretty(&report)?)?;
+        emit(&report.to_json()?)?;
     } else {
         print_table(&report);
     }
@@ -228,14 +128,12 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
 
 /// `eval --labels careful`: every source's figures on the careful dev split.
 fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
-    use crate::careful::{CarefulRows, careful_dev, pooled, print_careful_table};
     if args.test_data.is_some() || !args.min_mentions.is_empty() {
         bail!(
             "--labels careful scores the careful dev split of the data: drop --test-data and --min-mentions"
         );
     }
     let data = args.train_data.resolve()?;
-    let split = project.careful_split()?;
     let model_name = args.model.clone().unwrap_or_else(|| "adapters".to_owned());
     let model_dir = match args.model.as_deref() {
         Some("prior") => bail!(
@@ -245,166 +143,26 @@ fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
         None => project.adapters_dir(),
     };
     let (tagger, _guard) = crate::common::open_model(&model_dir, args.base.as_deref(), project)?;
-    let categories = match args.category {
-        Some(c) => vec![c],
-        None => tagger.categories(),
+    let categories = args.category.map(|c| [c]);
+    let config = CarefulConfig {
+        project,
+        data: &data,
+        tagger: &tagger,
+        model_name: &model_name,
+        categories: categories.as_ref().map(|c| &c[..]),
+        reviewed: &args.reviewed,
     };
-    let mut reviewed = crate::careful::reviewed_rows(project, &args.reviewed)?;
-    let mut table = BTreeMap::new();
-    let mut parts = Vec::new();
-    let mut team = BTreeMap::new();
-    for category in categories {
-        let pool = project.pool(category)?;
-        let rows = CarefulRows::load(&data, category, &pool, &split)?;
-        let (figures, part) = careful_dev(&tagger, &pool, &rows)?;
-        table.insert(category, figures);
-        parts.push(part);
-        if let Some(products) = reviewed.remove(&category).filter(|r| !r.is_empty()) {
-            let prior = lamoda_metrics::FrequencyPrior::fit(&pool, rows.train.iter());
-            let (model, prior) =
-                crate::careful::reviewed_figures(&tagger, &pool, &products, &prior)?;
-            team.insert(category, (model, prior));
-        }
-    }
+    let report = evaluate_careful(&config, &Display::new())?;
     if args.json {
-        let all: BTreeMap<&str, crate::careful::Figures> = pooled(&parts).into_iter().collect();
-        let report = serde_json::json!({
-            "model": model_name,
-            "rows": "careful dev split; prior fitted on the careful training products",
-            "categories": table.iter().map(|(c, f)| (c.name(), f)).collect::<BTreeMap<_, _>>(),
-            "all": all,
-            "reviewed": team.iter().map(|(c, (m, p))| (c.name(), serde_json::json!({"model": m, "prior": p}))).collect::<BTreeMap<_, _>>(),
-        });
-        emit(&serde_json::to_string_pretty(&report)?)?;
+        emit(&report.to_json()?)?;
     } else {
-        print_careful_table(&model_name, &table, &parts);
-        if !team.is_empty() {
-            println!();
-            println!(
-                "team-reviewed products ({}):",
-                args.reviewed
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            println!(
-                "{:<8} {:>4}  {:<19} {:<19}",
-                "category", "n", "model P / R / F1", "prior"
-            );
-            let cell = |f: &crate::careful::Figures| {
-                format!("{:.3} {:.3} {:.3}", f.precision, f.recall, f.micro_f1)
-            };
-            for (category, (model, prior)) in &team {
-                println!(
-                    "{:<8} {:>4}  {:<19} {:<19}",
-                    category.name(),
-                    model.n,
-                    cell(model),
-                    cell(prior)
-                );
-            }
-        }
+        print_careful_table(&report);
+        print_reviewed_table(&report, &args.reviewed);
     }
     Ok(())
 }
 
-/// Metrics of `tagger`'s adapter of `pool.category` on `rows`, its own probabilities
-/// decoded as training chose (saved per-tag thresholds, else 0.5), before any careful
-/// calibration: the figure training records and `reproduce` checks. The bundle's pool must be `pool` (the
-/// project's), tag for tag; the time it takes is reported on stderr (with a progress bar
-/// on a terminal).
-pub fn tagger_metrics(
-    tagger: &Tagger,
-    pool: &EtalonPool,
-    rows: &[&ReviewStack],
-    k: usize,
-) -> anyhow::Result<Metrics> {
-    let category = pool.category;
-    let (Some(adapter), Some(bundled), Some(decoding)) = (
-        tagger.adapter(category),
-        tagger.pool(category),
-        tagger.raw_decoding(category),
-    ) else {
-        bail!(
-            "{}: no `{category}` adapter in the bundle",
-            tagger.bundle().dir().display()
-        );
-    };
-    if bundled.tags != pool.tags {
-        bail!(
-            "{}: the bundle's `{category}` pool differs from etalon_tags/{category}.toml \
-             (retrain the adapter, or rewrite the bundle with `lamoda-tags bundle` if only \
-             the groups changed)",
-            tagger.bundle().category_dir(category).display()
-        );
-    }
-    let started = Instant::now();
-    let display = lamoda_predict::progress::Display::new();
-    if !display.is_terminal() {
-        eprintln!("eval {category}: scoring {} products", rows.len());
-    }
-    let stacks: Vec<&[String]> = rows.iter().map(|r| r.reviews.as_slice()).collect();
-    let probabilities = adapter
-        .probabilities_with_progress(&tagger.base().tokenizer, &stacks, &display)
-        .with_context(|| format!("scoring `{category}`"))?;
-    eprintln!(
-        "eval {category}: {} products in {:.0} s",
-        rows.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(evaluate_probabilities(
-        &probabilities,
-        pool,
-        rows,
-        &decoding,
-        k,
-    ))
-}
-
-/// Metrics of `tagger` on `rows` decoded with the minimum-evidence rule at each of
-/// `levels` (0: off), from one scoring pass (`Tagger::score`, the server's path).
-fn evidence_metrics(
-    tagger: &Tagger,
-    pool: &EtalonPool,
-    rows: &[&ReviewStack],
-    k: usize,
-    levels: &[usize],
-) -> anyhow::Result<Vec<Metrics>> {
-    let category = pool.category;
-    if tagger.pool(category).map(|p| &p.tags) != Some(&pool.tags) {
-        bail!(
-            "{}: the bundle's `{category}` pool differs from etalon_tags/{category}.toml",
-            tagger.bundle().dir().display()
-        );
-    }
-    let scores = crate::careful::score_rows(tagger, category, rows, "scored with evidence")?;
-    let gold = gold_indices(pool, rows);
-    let probabilities: Vec<Vec<f32>> = scores.iter().map(|s| s.product.clone()).collect();
-    levels
-        .iter()
-        .map(|&min_mentions| {
-            let options = DecodeOptions {
-                min_mentions,
-                ..DecodeOptions::default()
-            };
-            let predicted = scores
-                .iter()
-                .map(|s| {
-                    Ok(tagger
-                        .decode(s, &options)?
-                        .tags
-                        .iter()
-                        .filter_map(|t| pool.index_of(&t.tag))
-                        .collect())
-                })
-                .collect::<anyhow::Result<Vec<Vec<usize>>>>()?;
-            Ok(evaluate(&gold, &predicted, &probabilities, k))
-        })
-        .collect()
-}
-
-fn print_table(report: &Report) {
+fn print_table(report: &NoisyReport) {
     println!("model: {}   rows: {}", report.model, report.rows);
     println!(
         "{:<8} {:>5} {:>9} {:>9} {:>10} {:>7} {:>7} {:>9}",
@@ -427,13 +185,7 @@ fn print_table(report: &Report) {
         "mean micro-F1 {:.3} (prior {:.3})",
         report.mean_micro_f1, report.mean_prior_micro_f1
     );
-    let levels: Vec<usize> = report
-        .categories
-        .values()
-        .flat_map(|c| c.micro_f1_by_min_mentions.keys().copied())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let levels = report.min_mentions_levels();
     if !levels.is_empty() {
         println!("micro-F1 with the minimum-evidence rule (a tag needs N supporting reviews):");
         let header: Vec<String> = levels.iter().map(|n| format!("N={n}")).collect();

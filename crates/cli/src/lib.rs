@@ -1,7 +1,7 @@
 //! The `lamoda-tags` command line: one subcommand per workflow. Each module parses its
-//! workflow's flags, calls the crate that owns the work (`lamoda-trainer`,
-//! `lamoda-inference`, `lamoda-curation`, `lamoda-reviews`, `lamoda-server`) and prints
-//! the report. The project (configs, pools, routing, prompt) is found at run time
+//! workflow's flags, calls the crate that owns the work (`lamoda-trainer`, `lamoda-eval`,
+//! `lamoda-inference`, `lamoda-curation`, `lamoda-reviews`, `lamoda-server`) and prints the
+//! report. The project (configs, pools, routing, prompt) is found at run time
 //! ([`common::ProjectLookup`]); `predict` and `tag` are `predict-tags` itself
 //! (`lamoda_predict`) and need no project.
 //!

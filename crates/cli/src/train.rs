@@ -12,7 +12,7 @@ use lamoda_trainer::{
     ManyOptions, Progress, Refitted, TrainConfig, TrainJob, Trained, refit_many, train_many,
 };
 
-use crate::careful::CarefulRows;
+use lamoda_eval::CarefulRows;
 
 use crate::common::DataRootArgs;
 use lamoda_data::Project;
@@ -107,7 +107,7 @@ pub fn run(args: TrainArgs, project: &Project) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::common::default_crossfit_dir(project));
     let careful_split = project.careful_split()?;
-    let mut reviewed = crate::careful::reviewed_rows(project, &args.reviewed)?;
+    let mut reviewed = lamoda_eval::reviewed_rows(project, &args.reviewed)?;
     let mut jobs: Vec<TrainJob> = Vec::new();
     let mut fold_dirs = std::collections::BTreeSet::new();
     for &category in &categories {
