@@ -2,6 +2,10 @@
 //! training files from an edited mapping, the clusters, and one-line errors. The commands
 //! that embed need the base (`models/e5-small`): without it they SKIP.
 
+#[path = "support/output.rs"]
+mod output;
+use output::stderr;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,10 +31,6 @@ fn xtask(args: &[&str], cache: &Path) -> Output {
         .env("LAMODA_DATA", data())
         .output()
         .expect("lamoda-tags runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The first `n` products of a good type from the raw-tag table, as a CSV of the same layout.

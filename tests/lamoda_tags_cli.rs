@@ -2,6 +2,10 @@
 //! checkout, found from the flag, the variable or the current directory, giving the same
 //! figures as the checkout; clear one-line errors; no `cargo xtask` in any help.
 
+#[path = "support/output.rs"]
+mod output;
+use output::{assert_fails, stderr, stdout};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -34,24 +38,6 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
         .env_remove("LAMODA_PROJECT")
         .output()
         .expect("lamoda-tags runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Fails with code `code` and one line on stderr holding every `needle`.
-fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in: {err}");
-    }
 }
 
 #[test]

@@ -509,7 +509,7 @@ pub fn rare_tags(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lamoda_data::{Category, TagGroup};
 
@@ -570,7 +570,9 @@ mod tests {
         assert!(right >= 36, "{right} of 40 right");
     }
 
-    fn pool() -> EtalonPool {
+    /// A shoes pool of three tags, two of them one exclusive group (the audit's and its
+    /// workflow's tests share it).
+    pub(crate) fn pool() -> EtalonPool {
         let mut pool = EtalonPool::new(
             Category::Shoes,
             vec!["Маломерят".into(), "Большемерки".into(), "Удобные".into()],

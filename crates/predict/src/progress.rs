@@ -151,24 +151,19 @@ mod tests {
             quiet: false,
             stage: Mutex::new(None),
         };
+        let counts = |d: &Display| {
+            d.stage
+                .lock()
+                .expect("lock")
+                .as_ref()
+                .map(|s| (s.done, s.total))
+        };
         display.start("caching", 10);
         display.advance(3);
         display.advance(4);
-        let done = display
-            .stage
-            .lock()
-            .expect("lock")
-            .as_ref()
-            .map(|s| (s.done, s.total));
-        assert_eq!(done, Some((7, 10)));
+        assert_eq!(counts(&display), Some((7, 10)));
         display.set(9, 12, "");
-        let done = display
-            .stage
-            .lock()
-            .expect("lock")
-            .as_ref()
-            .map(|s| (s.done, s.total));
-        assert_eq!(done, Some((9, 12)));
+        assert_eq!(counts(&display), Some((9, 12)));
         display.finish();
         assert!(display.stage.lock().expect("lock").is_none());
         // The quiet display holds nothing.

@@ -574,7 +574,6 @@ impl AuditReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lamoda_data::TagGroup;
 
     fn config() -> AuditConfig {
         AuditConfig {
@@ -592,15 +591,7 @@ mod tests {
     }
 
     fn input() -> AuditInput {
-        let mut pool = EtalonPool::new(
-            Category::Shoes,
-            vec!["Маломерят".into(), "Большемерки".into(), "Удобные".into()],
-        )
-        .expect("pool");
-        pool.exclusive.push(TagGroup {
-            name: "size".into(),
-            tags: vec!["Маломерят".into(), "Большемерки".into()],
-        });
+        let pool = crate::audit::tests::pool();
         let rows = (0..8)
             .map(|i| ReviewStack {
                 row: i + 1,
