@@ -8,10 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use lamoda_data::{Category, ReviewStack};
-use lamoda_eval::{CarefulFigures, CarefulReport, CarefulRows, Figures, careful_dev, score_rows};
-use lamoda_inference::format::{
-    CAREFUL_FILE, CalibrationRecord, CarefulDevMetrics, CarefulMetrics, SourceMetrics, write_json,
-};
+use lamoda_eval::{CarefulReport, CarefulRows, careful_dev, score_rows};
+use lamoda_inference::format::{CAREFUL_FILE, CalibrationRecord, CarefulMetrics, write_json};
 use lamoda_inference::{AdapterMetrics, Progress, Tagger};
 use lamoda_predict::progress::Display;
 use lamoda_trainer::{CalibrationSettings, fit_calibration};
@@ -137,7 +135,7 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
         let dir = tagger.bundle().category_dir(category);
         let mut metrics = AdapterMetrics::read(&dir)?;
         metrics.careful = Some(CarefulMetrics {
-            dev: careful_dev_record(&figures),
+            dev: figures.clone(),
             calibration: CalibrationRecord {
                 settings: settings.record(),
                 careful_train_products: rows.train.len(),
@@ -150,26 +148,6 @@ pub fn run(args: CalibrateArgs, project: &Project) -> anyhow::Result<()> {
     let report = CarefulReport::new(model_dir.display().to_string(), dev, Default::default());
     print_careful_table(&report);
     Ok(())
-}
-
-/// `figures` as `metrics.json` records them (`careful.dev`).
-fn careful_dev_record(figures: &CarefulFigures) -> CarefulDevMetrics {
-    let source = |f: &Figures| SourceMetrics {
-        precision: f.precision,
-        recall: f.recall,
-        micro_f1: f.micro_f1,
-        n: f.n,
-        shown: f.shown,
-        empty: f.empty,
-    };
-    CarefulDevMetrics {
-        model: source(&figures.model),
-        uncalibrated: source(&figures.uncalibrated),
-        noisy_labels: source(&figures.noisy_labels),
-        prior: source(&figures.prior),
-        model_vs_noisy: source(&figures.model_vs_noisy),
-        reliability: figures.reliability.clone(),
-    }
 }
 
 /// The calibration settings in `path` (default: the project's `configs/calibration.toml`),

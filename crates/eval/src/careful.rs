@@ -106,81 +106,51 @@ type LabelSets = Vec<Vec<usize>>;
 /// One category's gold label sets beside its predicted ones, product for product.
 pub type GoldAndPredicted<'a> = (&'a [Vec<usize>], &'a [Vec<usize>]);
 
-/// Micro figures of one tag source on a set of products.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Figures {
-    /// Micro precision.
-    pub precision: f64,
-    /// Micro recall.
-    pub recall: f64,
-    /// Micro-F1.
-    pub micro_f1: f64,
-    /// Products.
-    pub n: usize,
-    /// Tags shown.
-    pub shown: usize,
-    /// Products shown no tag.
-    pub empty: usize,
-}
-
-impl Figures {
-    /// The figures of `predicted` tag sets against `gold` (micro, from
-    /// [`lamoda_metrics::evaluate()`]).
-    pub fn of(gold: &[Vec<usize>], predicted: &[Vec<usize>]) -> Self {
-        let scores = vec![Vec::new(); gold.len()];
-        let m = lamoda_metrics::evaluate(gold, predicted, &scores, 1);
-        Self {
-            precision: m.micro_precision,
-            recall: m.micro_recall,
-            micro_f1: m.micro_f1,
-            n: gold.len(),
-            shown: predicted.iter().map(Vec::len).sum(),
-            empty: predicted.iter().filter(|p| p.is_empty()).count(),
-        }
-    }
-
-    /// Pools several sets' figures (micro over all their products): each part is (gold,
-    /// predicted) of one category, whose label indices are kept apart from the others'.
-    pub fn pooled(parts: &[GoldAndPredicted<'_>]) -> Self {
-        // Label indices differ per category: offset each category's labels apart.
-        let offset = parts
-            .iter()
-            .flat_map(|(g, p)| g.iter().chain(p.iter()).flatten())
-            .max()
-            .map_or(0, |&l| l + 1);
-        let mut gold = Vec::new();
-        let mut predicted = Vec::new();
-        for (k, (g, p)) in parts.iter().enumerate() {
-            let shift = |rows: &[Vec<usize>]| -> LabelSets {
-                rows.iter()
-                    .map(|r| r.iter().map(|l| l + k * offset).collect())
-                    .collect()
-            };
-            gold.extend(shift(g));
-            predicted.extend(shift(p));
-        }
-        Self::of(&gold, &predicted)
-    }
-}
+/// Micro figures of one tag source on a set of products: the record `metrics.json` keeps
+/// (`careful.dev.<source>`), so what is scored is what is recorded.
+pub use lamoda_inference::format::SourceMetrics as Figures;
 
 /// A category's careful-dev figures: each tag source against the careful labels, and the
-/// shipped answer against the data set's own labels on the same products.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CarefulFigures {
-    /// The shipped answer (careful calibration when the bundle has one).
-    pub model: Figures,
-    /// The adapter's own decoding, before calibration (saved thresholds, at least 1 tag).
-    pub uncalibrated: Figures,
-    /// The data set's own labels of the same products.
-    pub noisy_labels: Figures,
-    /// The frequency prior (the k most frequent careful tags of the careful training
-    /// products, k their rounded mean).
-    pub prior: Figures,
-    /// The shipped answer against the data set's labels of the same products.
-    pub model_vs_noisy: Figures,
-    /// Reliability of the shipped probabilities: per bin of 0.1, (mean probability, share
-    /// a careful reader agrees with, pairs), over every (product, pool tag).
-    pub reliability: Vec<(f64, f64, usize)>,
+/// shipped answer against the data set's own labels on the same products (the record
+/// `metrics.json` keeps as `careful.dev`).
+pub use lamoda_inference::format::CarefulDevMetrics as CarefulFigures;
+
+/// The figures of `predicted` tag sets against `gold` (micro, from
+/// [`lamoda_metrics::evaluate()`]).
+pub fn figures_of(gold: &[Vec<usize>], predicted: &[Vec<usize>]) -> Figures {
+    let scores = vec![Vec::new(); gold.len()];
+    let m = lamoda_metrics::evaluate(gold, predicted, &scores, 1);
+    Figures {
+        precision: m.micro_precision,
+        recall: m.micro_recall,
+        micro_f1: m.micro_f1,
+        n: gold.len(),
+        shown: predicted.iter().map(Vec::len).sum(),
+        empty: predicted.iter().filter(|p| p.is_empty()).count(),
+    }
+}
+
+/// Pools several sets' figures (micro over all their products): each part is (gold,
+/// predicted) of one category, whose label indices are kept apart from the others'.
+pub fn figures_pooled(parts: &[GoldAndPredicted<'_>]) -> Figures {
+    // Label indices differ per category: offset each category's labels apart.
+    let offset = parts
+        .iter()
+        .flat_map(|(g, p)| g.iter().chain(p.iter()).flatten())
+        .max()
+        .map_or(0, |&l| l + 1);
+    let mut gold = Vec::new();
+    let mut predicted = Vec::new();
+    for (k, (g, p)) in parts.iter().enumerate() {
+        let shift = |rows: &[Vec<usize>]| -> LabelSets {
+            rows.iter()
+                .map(|r| r.iter().map(|l| l + k * offset).collect())
+                .collect()
+        };
+        gold.extend(shift(g));
+        predicted.extend(shift(p));
+    }
+    figures_of(&gold, &predicted)
 }
 
 /// The label sets of one category's careful dev products, for pooling.
@@ -241,11 +211,11 @@ pub fn careful_dev(
     let prior_fit = FrequencyPrior::fit(pool, rows.train.iter());
     let prior = vec![prior_fit.predict(); dev.len()];
     let figures = CarefulFigures {
-        model: Figures::of(&gold, &model),
-        uncalibrated: Figures::of(&gold, &uncalibrated),
-        noisy_labels: Figures::of(&gold, &noisy),
-        prior: Figures::of(&gold, &prior),
-        model_vs_noisy: Figures::of(&noisy, &model),
+        model: figures_of(&gold, &model),
+        uncalibrated: figures_of(&gold, &uncalibrated),
+        noisy_labels: figures_of(&gold, &noisy),
+        prior: figures_of(&gold, &prior),
+        model_vs_noisy: figures_of(&noisy, &model),
         reliability: reliability(&pairs),
     };
     Ok((
@@ -295,7 +265,7 @@ pub struct PooledFigures {
 /// The pooled (micro over every category's careful dev products) figures of each source.
 pub fn pooled(parts: &[CarefulParts]) -> PooledFigures {
     let of = |pick: &dyn Fn(&CarefulParts) -> GoldAndPredicted<'_>| {
-        Figures::pooled(&parts.iter().map(pick).collect::<Vec<_>>())
+        figures_pooled(&parts.iter().map(pick).collect::<Vec<_>>())
     };
     PooledFigures {
         model: of(&|p| (&p.gold, &p.model)),
@@ -360,8 +330,8 @@ pub fn reviewed_figures(
     let model = decoded(tagger, pool, &scores, &DecodeOptions::default())?;
     let prior = vec![prior.predict(); rows.len()];
     Ok(ReviewedFigures {
-        model: Figures::of(&gold, &model),
-        prior: Figures::of(&gold, &prior),
+        model: figures_of(&gold, &model),
+        prior: figures_of(&gold, &prior),
     })
 }
 
@@ -498,12 +468,12 @@ mod tests {
     #[test]
     fn figures_are_micro_over_products() {
         // Gold {0,1}, {2}; predicted {0}, {2,3}: 2 of 3 shown are right, 2 of 3 gold found.
-        let f = Figures::of(&[vec![0, 1], vec![2]], &[vec![0], vec![2, 3]]);
+        let f = figures_of(&[vec![0, 1], vec![2]], &[vec![0], vec![2, 3]]);
         assert_eq!((f.n, f.shown, f.empty), (2, 3, 0));
         assert!((f.precision - 2.0 / 3.0).abs() < 1e-12);
         assert!((f.recall - 2.0 / 3.0).abs() < 1e-12);
         assert!((f.micro_f1 - 2.0 / 3.0).abs() < 1e-12);
-        let none = Figures::of(&[vec![0]], &[vec![]]);
+        let none = figures_of(&[vec![0]], &[vec![]]);
         assert_eq!((none.shown, none.empty), (0, 1));
         assert_eq!(none.recall, 0.0);
     }
@@ -533,7 +503,7 @@ mod tests {
         assert!((all.model.precision - 1.0).abs() < 1e-12);
         assert!((all.model.recall - 2.0 / 3.0).abs() < 1e-12);
         // Pooling is micro over the products, as one category of them would be.
-        let one = Figures::of(
+        let one = figures_of(
             &[vec![0], vec![1], vec![0]],
             &[vec![0, 1], vec![0], vec![0]],
         );
@@ -546,7 +516,7 @@ mod tests {
         assert!((all.model_vs_noisy.recall - 1.0 / 3.0).abs() < 1e-12);
         // One category alone pools to its own figures.
         let alone = pooled(std::slice::from_ref(&b));
-        assert_eq!(alone.prior, Figures::of(&b.gold, &b.prior));
+        assert_eq!(alone.prior, figures_of(&b.gold, &b.prior));
     }
 
     #[test]

@@ -18,8 +18,8 @@ mod score;
 
 pub use careful::{
     CarefulConfig, CarefulFigures, CarefulParts, CarefulReport, CarefulRows, Figures,
-    GoldAndPredicted, PooledFigures, ReviewedFigures, careful_dev, evaluate_careful, pooled,
-    reliability, reviewed_figures, reviewed_rows,
+    GoldAndPredicted, PooledFigures, ReviewedFigures, careful_dev, evaluate_careful, figures_of,
+    figures_pooled, pooled, reliability, reviewed_figures, reviewed_rows,
 };
 pub use error::{EvalError, Result};
 pub use noisy::{CategoryFigures, NoisyConfig, NoisyReport, UnknownTags, evaluate_noisy};
