@@ -182,49 +182,12 @@ impl AdapterMetrics {
 }
 
 /// The figures of one scored set of products (`lamoda_metrics::Metrics` as recorded):
-/// `dev`, `prior`, `tuned` and each branch of `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SetMetrics {
-    /// Rows scored.
-    pub n: usize,
-    /// F1 over all (row, label) decisions pooled.
-    pub micro_f1: f64,
-    /// Pooled precision.
-    pub micro_precision: f64,
-    /// Pooled recall.
-    pub micro_recall: f64,
-    /// Mean of per-label F1 over labels seen in gold or prediction.
-    pub macro_f1: f64,
-    /// Mean of per-row F1.
-    pub samples_f1: f64,
-    /// The k of precision@k / recall@k.
-    pub k: usize,
-    /// Mean share of the k best-ranked labels that are gold.
-    pub precision_at_k: f64,
-    /// Mean share of gold labels among the k best-ranked (rows with gold only).
-    pub recall_at_k: f64,
-    /// Per-label figures, for labels seen in gold or prediction, by index.
-    pub per_tag: Vec<TagMetrics>,
-}
+/// `dev`, `prior`, `tuned` and each branch of `metrics.json`: the scores
+/// `lamoda-metrics` computes, recorded as they are.
+pub use lamoda_metrics::Metrics as SetMetrics;
 
 /// One label's figures in [`SetMetrics::per_tag`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TagMetrics {
-    /// Label index (the tag's position in the pool).
-    pub label: usize,
-    /// Gold occurrences.
-    pub support: usize,
-    /// Predicted occurrences.
-    pub predicted: usize,
-    /// True positives.
-    pub true_positives: usize,
-    /// TP / predicted (0 when nothing was predicted).
-    pub precision: f64,
-    /// TP / support (0 when there is no support).
-    pub recall: f64,
-    /// Harmonic mean (0 when both are 0).
-    pub f1: f64,
-}
+pub use lamoda_metrics::TagScore as TagMetrics;
 
 /// One epoch's figures in [`AdapterMetrics::history`] (also the trainer's checkpoint
 /// record).

@@ -12,10 +12,10 @@
 //! - precision@k averages over every row; recall@k over rows with gold labels.
 //!   Ranking ties go to the lower label index.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Precision, recall and F1 of one label.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TagScore {
     /// Label index.
     pub label: usize,
@@ -34,7 +34,7 @@ pub struct TagScore {
 }
 
 /// Scores of a set of predictions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Rows scored.
     pub n: usize,

@@ -12,7 +12,7 @@ use lamoda_metrics::{Metrics, evaluate_probabilities, gold_vectors};
 
 use crate::error::TrainError;
 use crate::lexical_fit::fit_lexical;
-use crate::report::{REPORT_K, set_metrics, tune_and_save_thresholds};
+use crate::report::{REPORT_K, tune_and_save_thresholds};
 use crate::train_config::TrainConfig;
 
 /// What [`finish_adapter`] decided and measured.
@@ -34,8 +34,8 @@ impl Finished {
     /// Records these figures in `metrics` (its `dev`, `tuned` and `branches`), as a refit
     /// of what follows the encoder changes them.
     pub fn record_into(&self, metrics: &mut AdapterMetrics) {
-        metrics.dev = set_metrics(&self.dev);
-        metrics.tuned = self.tuned.as_ref().map(set_metrics);
+        metrics.dev = self.dev.clone();
+        metrics.tuned = self.tuned.clone();
         metrics.branches = self.branches.clone();
     }
 }
@@ -84,20 +84,8 @@ pub fn finish_adapter(
             let dev_docs: Vec<&[String]> = dev_rows.iter().map(|r| r.reviews.as_slice()).collect();
             let lexical_dev = model.probabilities(&dev_docs, frozen.map(|f| f.dev))?;
             let branches = BranchMetrics {
-                encoder: set_metrics(&evaluate_probabilities(
-                    encoder_dev,
-                    pool,
-                    dev_rows,
-                    &decoding,
-                    REPORT_K,
-                )),
-                lexical: set_metrics(&evaluate_probabilities(
-                    &lexical_dev,
-                    pool,
-                    dev_rows,
-                    &decoding,
-                    REPORT_K,
-                )),
+                encoder: evaluate_probabilities(encoder_dev, pool, dev_rows, &decoding, REPORT_K),
+                lexical: evaluate_probabilities(&lexical_dev, pool, dev_rows, &decoding, REPORT_K),
                 vocabulary: model.n_features(),
                 lexical_seconds,
             };

@@ -26,7 +26,7 @@ pub use error::TrainError;
 pub use finish::{Finished, FrozenVectors, finish_adapter};
 pub use lexical_fit::fit_lexical;
 pub use many::{ManyOptions, Refitted, TrainJob, Trained, refit, refit_many, run_jobs, train_many};
-pub use report::{REPORT_K, set_metrics, tune_and_save_thresholds};
+pub use report::{REPORT_K, tune_and_save_thresholds};
 pub use train::{
     Progress, StepBench, TrainReport, bench_steps, train_category, train_category_with,
 };

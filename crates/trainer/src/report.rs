@@ -1,13 +1,13 @@
 //! What a training run records: `metrics.json` (the best epoch's dev figures beside the
 //! prior, each branch alone, the history: the runtime's
-//! [`lamoda_inference::format::AdapterMetrics`], its figures converted from
-//! [`lamoda_metrics::Metrics`] by [`set_metrics`]) and the choice of thresholds on dev.
+//! [`lamoda_inference::format::AdapterMetrics`], whose figures are
+//! [`lamoda_metrics::Metrics`]) and the choice of thresholds on dev.
 
 use std::path::Path;
 
 use lamoda_data::{DecodeConfig, EtalonPool, ReviewStack};
 use lamoda_inference::Thresholds;
-use lamoda_inference::format::{SetMetrics, THRESHOLDS_FILE, TagMetrics, write_json};
+use lamoda_inference::format::{THRESHOLDS_FILE, write_json};
 use lamoda_metrics::{
     Metrics, evaluate_probabilities, gold_vectors, tune_global_threshold, tune_thresholds,
 };
@@ -17,34 +17,6 @@ use crate::train_config::TrainConfig;
 
 /// `k` of precision@k / recall@k in training reports.
 pub const REPORT_K: usize = 3;
-
-/// `m` as `metrics.json` records it.
-pub fn set_metrics(m: &Metrics) -> SetMetrics {
-    SetMetrics {
-        n: m.n,
-        micro_f1: m.micro_f1,
-        micro_precision: m.micro_precision,
-        micro_recall: m.micro_recall,
-        macro_f1: m.macro_f1,
-        samples_f1: m.samples_f1,
-        k: m.k,
-        precision_at_k: m.precision_at_k,
-        recall_at_k: m.recall_at_k,
-        per_tag: m
-            .per_tag
-            .iter()
-            .map(|t| TagMetrics {
-                label: t.label,
-                support: t.support,
-                predicted: t.predicted,
-                true_positives: t.true_positives,
-                precision: t.precision,
-                recall: t.recall,
-                f1: t.f1,
-            })
-            .collect(),
-    }
-}
 
 /// The thresholds `config` asks for, chosen on the dev rows' probabilities `probs` and
 /// written to `<dir>/thresholds.json` (a stale file is removed when none are asked for);

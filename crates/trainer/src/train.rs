@@ -42,7 +42,7 @@ use lamoda_model::{HeadSpec, LoadedBase, TagModel};
 
 use crate::error::{TrainError, io_err};
 use crate::finish::{FrozenVectors, finish_adapter};
-use crate::report::{REPORT_K, set_metrics};
+use crate::report::REPORT_K;
 use crate::step::{learning_rate, loss, review_statistics};
 use crate::train_config::TrainConfig;
 
@@ -386,9 +386,9 @@ pub fn train_category_with(
     let metrics = AdapterMetrics {
         category: category.clone(),
         epoch: state.best_epoch,
-        dev: set_metrics(&finished.dev),
-        prior: set_metrics(&prior_metrics),
-        tuned: finished.tuned.as_ref().map(set_metrics),
+        dev: finished.dev.clone(),
+        prior: prior_metrics,
+        tuned: finished.tuned.clone(),
         n_train: s.train.len(),
         n_dev: s.dev.len(),
         n_reviews: cache.n_reviews(),
