@@ -282,3 +282,27 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> I
         source,
     }
 }
+
+/// `text` with every run of white space (newlines too) folded into one space.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `err` and its causes on one line ([`one_line`]), each cause once: a cause whose text an
+/// outer message already quotes is not repeated. What the binaries print for a failure,
+/// and the Python package's exception messages.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = err.source();
+    }
+    one_line(&line)
+}

@@ -35,7 +35,7 @@ pub mod tagger;
 pub use adapter::{Adapter, EncoderOutputs, Thresholds, predict_probabilities};
 pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
 pub use careful::CarefulCalibration;
-pub use error::InferenceError;
+pub use error::{InferenceError, error_line, one_line};
 pub use format::AdapterMetrics;
 pub use progress::{Progress, Silent};
 pub use settings::{Pooling, RuntimeSettings};

@@ -277,6 +277,23 @@ impl Tagger {
         &self.bundle
     }
 
+    /// How an answer names the model: `(bundle, base)`, the bundle's format and directory
+    /// name (`lamoda-bundle/1 adapters`), and the base's name with the first 12 hex digits
+    /// of its weights' sha256 (`e5-small 4adc522b…`).
+    pub fn model_names(&self) -> (String, String) {
+        let manifest = self.bundle.manifest();
+        let sha = &self.base.info.weights_sha256;
+        let dir_name = self
+            .bundle
+            .dir()
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        (
+            format!("{} {dir_name}", manifest.format),
+            format!("{} {}", manifest.base.name, sha.get(..12).unwrap_or(sha)),
+        )
+    }
+
     /// Where a good type is routed.
     pub fn route(&self, good_type: &str) -> Route {
         self.bundle.routing().route(good_type)
@@ -326,6 +343,34 @@ impl Tagger {
             .collect()
     }
 
+    /// Checks request number `index` as [`Tagger::predict`] does before any encoding: its
+    /// options, a loaded adapter for its good type's route, and a non-blank review. A
+    /// caller that must not fail a whole batch for one bad product checks each first.
+    pub fn check(&self, index: usize, request: &Request) -> Result<(), InferenceError> {
+        request.options.validate()?;
+        self.check_route(index, request).map(|_| ())
+    }
+
+    /// The route of request `index`, when it has an adapter and a non-blank review.
+    fn check_route(&self, index: usize, request: &Request) -> Result<Route, InferenceError> {
+        let route = self.route(&request.good_type);
+        if !self.models.contains_key(&route.category) {
+            return Err(InferenceError::NoAdapter {
+                index,
+                good_type: request.good_type.clone(),
+                category: route.category,
+                model_dir: self.bundle.dir().to_path_buf(),
+            });
+        }
+        if request.reviews.iter().all(|r| r.trim().is_empty()) {
+            return Err(InferenceError::NoReviews {
+                index,
+                good_type: request.good_type.clone(),
+            });
+        }
+        Ok(route)
+    }
+
     /// Scores every request. Requests are checked first (each must route to a loaded
     /// adapter and have a non-blank review), then each category's requests run through
     /// its adapter in one call; the answers come back in request order.
@@ -334,15 +379,7 @@ impl Tagger {
         let mut reviews: Vec<Vec<(usize, String)>> = Vec::with_capacity(requests.len());
         let mut groups: BTreeMap<Category, Vec<usize>> = BTreeMap::new();
         for (index, request) in requests.iter().enumerate() {
-            let route = self.route(&request.good_type);
-            if !self.models.contains_key(&route.category) {
-                return Err(InferenceError::NoAdapter {
-                    index,
-                    good_type: request.good_type.clone(),
-                    category: route.category,
-                    model_dir: self.bundle.dir().to_path_buf(),
-                });
-            }
+            let route = self.check_route(index, request)?;
             let texts: Vec<(usize, String)> = request
                 .reviews
                 .iter()
@@ -351,12 +388,6 @@ impl Tagger {
                 .filter(|(_, r)| !r.is_empty())
                 .map(|(i, r)| (i, r.to_owned()))
                 .collect();
-            if texts.is_empty() {
-                return Err(InferenceError::NoReviews {
-                    index,
-                    good_type: request.good_type.clone(),
-                });
-            }
             routes.push(route);
             reviews.push(texts);
             groups.entry(route.category).or_default().push(index);

@@ -441,24 +441,10 @@ fn print(
     }
 }
 
-/// `text` with every run of white space (newlines too) folded into one space.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use lamoda_inference::one_line;
 
-/// `err` and its causes on one line ([`one_line`]), each cause once: a cause whose text an
-/// outer message already quotes is not repeated. What the binaries print for a failure.
+/// `err` and its causes on one line, each cause once (see
+/// [`lamoda_inference::error_line`]). What the binaries print for a failure.
 pub fn error_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    one_line(&line)
+    lamoda_inference::error_line(err.as_ref())
 }

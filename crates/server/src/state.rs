@@ -169,26 +169,8 @@ impl AppState {
             self.limits().max_batch_products,
             move |n| state.0.metrics.batch(n),
         )?;
-        let manifest = tagger.bundle().manifest();
-        let info = &tagger.base().info;
-        let model = ModelRef {
-            bundle: format!(
-                "{} {}",
-                manifest.format,
-                tagger
-                    .bundle()
-                    .dir()
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            ),
-            base: format!(
-                "{} {}",
-                manifest.base.name,
-                info.weights_sha256
-                    .get(..12)
-                    .unwrap_or(&info.weights_sha256)
-            ),
-        };
+        let (bundle, base) = tagger.model_names();
+        let model = ModelRef { bundle, base };
         let mut recorded = std::collections::BTreeMap::new();
         for category in tagger.categories() {
             match AdapterMetrics::read_if_present(&tagger.bundle().category_dir(category)) {
