@@ -10,6 +10,7 @@ mod check;
 mod common;
 mod loadtest;
 mod openapi;
+mod python;
 mod reproduce;
 mod schemathesis;
 
@@ -44,6 +45,9 @@ enum Command {
     Schemathesis(schemathesis::SchemathesisArgs),
     /// Write crates/server/openapi.json from the server's handlers (--check: compare).
     Openapi(openapi::OpenApiArgs),
+    /// Build the Python wheel and run its tests (pytest, Ray Data) in a cached venv (what
+    /// CI runs).
+    Python(python::PythonArgs),
 }
 
 /// The workflows a dev build runs from a release build (the encoder's passes are slow in
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Loadtest(args) => loadtest::run(args),
         Command::Schemathesis(args) => schemathesis::run(args),
         Command::Openapi(args) => openapi::openapi(args),
+        Command::Python(args) => python::run_tests(args),
     })
 }
 

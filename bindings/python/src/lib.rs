@@ -192,7 +192,7 @@ impl NativeTagger {
         let base = PyDict::new(py);
         base.set_item("name", &manifest.base.name)?;
         base.set_item("sha256", &info.weights_sha256)?;
-        base.set_item("dir", &info.dir)?;
+        base.set_item("dir", info.dir.display().to_string())?;
         let routing = PyDict::new(py);
         for (good_type, category) in &bundle.routing().good_types {
             routing.set_item(good_type, category.name())?;
@@ -205,7 +205,7 @@ impl NativeTagger {
         }
         let d = PyDict::new(py);
         d.set_item("format", &manifest.format)?;
-        d.set_item("dir", bundle.dir())?;
+        d.set_item("dir", bundle.dir().display().to_string())?;
         d.set_item("base", base)?;
         d.set_item("categories", self.categories())?;
         d.set_item("routing", routing)?;
@@ -215,12 +215,44 @@ impl NativeTagger {
         Ok(d)
     }
 
+    /// Checks `items` (`(good_type, reviews)` pairs) as `predict_many` does before any
+    /// encoding, without encoding: each item's error message, or `None`. Bad options
+    /// raise `ValueError`.
+    #[pyo3(signature = (items, threshold=None, max_tags=None, min_mentions=0))]
+    fn check_many(
+        &self,
+        items: Vec<(String, Vec<String>)>,
+        threshold: Option<f32>,
+        max_tags: Option<usize>,
+        min_mentions: usize,
+    ) -> PyResult<Vec<Option<String>>> {
+        let options = DecodeOptions {
+            threshold,
+            max_tags,
+            min_mentions,
+        };
+        options.validate().map_err(to_py)?;
+        Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(index, (good_type, reviews))| {
+                let request = Request {
+                    good_type: good_type.trim().to_owned(),
+                    reviews,
+                    options,
+                };
+                self.tagger
+                    .check(index, &request)
+                    .err()
+                    .map(|err| error_line(&err))
+            })
+            .collect())
+    }
+
     /// Tags `items` (`(good_type, reviews)` pairs), `batch_size` products per encoder
-    /// batch, in order. With `skip_errors` a product that cannot be tagged (no review
-    /// text, no adapter for its route) gets its error message (a `str`) in its place;
-    /// without, the first one raises `ValueError` naming its index.
-    #[pyo3(signature = (items, threshold=None, max_tags=None, min_mentions=0, batch_size=64, skip_errors=false))]
-    #[allow(clippy::too_many_arguments)]
+    /// batch, in order. Every item is checked first (see `check_many`): the first bad one
+    /// raises `ValueError` naming its index, before any encoding.
+    #[pyo3(signature = (items, threshold=None, max_tags=None, min_mentions=0, batch_size=64))]
     fn predict_many<'py>(
         &self,
         py: Python<'py>,
@@ -229,7 +261,6 @@ impl NativeTagger {
         max_tags: Option<usize>,
         min_mentions: usize,
         batch_size: usize,
-        skip_errors: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
@@ -248,42 +279,24 @@ impl NativeTagger {
                 options,
             })
             .collect();
-        // Checked first, so a bad product fails (or is listed) before any encoding.
-        let mut answers: Vec<Option<Result<Prediction, String>>> = Vec::new();
-        let mut good: Vec<usize> = Vec::new();
         for (index, request) in requests.iter().enumerate() {
-            match self.tagger.check(index, request) {
-                Ok(()) => {
-                    good.push(index);
-                    answers.push(None);
-                }
-                Err(err) if skip_errors => answers.push(Some(Err(error_line(&err)))),
-                Err(err) => return Err(to_py(err)),
-            }
+            self.tagger.check(index, request).map_err(to_py)?;
         }
         let tagger = &self.tagger;
         let predictions = py.detach(|| {
             self.pool.install(|| {
-                let mut out = Vec::with_capacity(good.len());
-                for chunk in good.chunks(batch_size) {
-                    let batch: Vec<Request> = chunk.iter().map(|&i| requests[i].clone()).collect();
-                    out.extend(tagger.predict(&batch).map_err(Box::new)?);
+                let mut out = Vec::with_capacity(requests.len());
+                for chunk in requests.chunks(batch_size) {
+                    out.extend(tagger.predict(chunk).map_err(Box::new)?);
                 }
                 Ok::<_, Box<InferenceError>>(out)
             })
         });
         let predictions = predictions.map_err(|err| to_py(*err))?;
-        for (index, prediction) in good.into_iter().zip(predictions) {
-            answers[index] = Some(Ok(prediction));
-        }
         let model = model_dict(py, tagger)?;
         let list = PyList::empty(py);
-        for answer in answers {
-            match answer {
-                Some(Ok(p)) => list.append(prediction_dict(py, &p, &model)?)?,
-                Some(Err(message)) => list.append(message)?,
-                None => return Err(LamodaError::new_err("a product got no answer")),
-            }
+        for p in &predictions {
+            list.append(prediction_dict(py, p, &model)?)?;
         }
         Ok(list)
     }

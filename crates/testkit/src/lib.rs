@@ -351,6 +351,28 @@ pub fn bundle_tiny(
     )?)
 }
 
+/// A whole tiny bundle in `dir`: a tiny base in `dir/base` (seed `seed`) and, in
+/// `dir/adapters`, an adapter trained for a few steps on synthetic rows (so its answers
+/// depend on the text: letter words, as the tiny tokenizer reads) for each of `pools`,
+/// routed by `routing` (TOML text). Returns `(base_dir, model_dir)`.
+pub fn write_trained_bundle(
+    dir: &Path,
+    pools: &[EtalonPool],
+    routing: &str,
+    seed: u64,
+) -> Result<(PathBuf, PathBuf), FixtureError> {
+    let base_dir = dir.join("base");
+    write_tiny_base(&base_dir, seed)?;
+    let base = lamoda_model::load_hf_dir(&base_dir, &lamoda_model::default_device())?;
+    let model_dir = dir.join("adapters");
+    for (i, pool) in pools.iter().enumerate() {
+        train_tiny_adapter(&base, &model_dir, pool, seed + i as u64)?;
+    }
+    let pools: Vec<&EtalonPool> = pools.iter().collect();
+    bundle_tiny(&model_dir, &base, routing, &pools)?;
+    Ok((base_dir, model_dir))
+}
+
 /// A routing table's TOML text: `fallback`, and each good type to its category.
 pub fn routing_toml(fallback: Category, good_types: &[(&str, Category)]) -> String {
     let mut text = format!("fallback = \"{}\"\n\n[good_types]\n", fallback.name());

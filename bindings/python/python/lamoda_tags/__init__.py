@@ -260,10 +260,12 @@ class Tagger:
         batch_size: int,
         skip_errors: bool,
         label: str = "item",
+        known: Mapping[int, str] | None = None,
     ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
-        """Answers and each item's error: with ``skip_errors`` a bad item gets ``None``
-        and its error, else the first raises ``ValueError``. Messages name the item as
-        ``f"{label} {index}"``."""
+        """Answers and each item's error. Every item is checked before any is encoded;
+        with ``skip_errors`` a bad item gets ``None`` and its error, else the first bad
+        one raises ``ValueError``. ``known`` holds errors the caller found (by index).
+        Messages name the item as ``f"{label} {index}"``."""
 
         def named(message: str) -> str:
             # The runtime names a product "request N".
@@ -271,6 +273,8 @@ class Tagger:
                 return f"{label} " + message[len("request ") :]
             return message
 
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
         skus: list[Any] = []
         pairs: list[tuple[str, list[str]]] = []
         errors: list[str | None] = []
@@ -288,33 +292,33 @@ class Tagger:
                     f"{label} {index}: expected a mapping with good_type and reviews, or a "
                     f"(good_type, reviews) pair, not {type(item).__name__}"
                 )
-            why = _check_item(f"{label} {index}", good_type, reviews)
-            if why is not None and not skip_errors:
-                raise ValueError(why)
+            why = (known or {}).get(index) or _check_item(f"{label} {index}", good_type, reviews)
             skus.append(sku)
             errors.append(why)
             # A bad item keeps its place as a product the runtime refuses (no review).
             pairs.append((good_type, list(reviews)) if why is None else ("", []))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}")
         try:
-            native = self._native.predict_many(
-                pairs,
-                threshold=threshold,
-                max_tags=max_tags,
-                min_mentions=min_mentions,
-                batch_size=batch_size,
-                skip_errors=skip_errors,
+            checked = self._native.check_many(
+                pairs, threshold=threshold, max_tags=max_tags, min_mentions=min_mentions
             )
         except ValueError as err:
             raise ValueError(named(str(err))) from None
-        answers: list[dict[str, Any] | None] = []
-        for index, (sku, answer) in enumerate(zip(skus, native)):
-            if isinstance(answer, str):
-                errors[index] = errors[index] or named(answer)
-                answers.append(None)
-            else:
-                answers.append({"sku": sku, **answer})
+        errors = [mine or (None if theirs is None else named(theirs)) for mine, theirs in zip(errors, checked)]
+        if not skip_errors:
+            first = next((e for e in errors if e is not None), None)
+            if first is not None:
+                raise ValueError(first)
+        good = [i for i, e in enumerate(errors) if e is None]
+        native = self._native.predict_many(
+            [pairs[i] for i in good],
+            threshold=threshold,
+            max_tags=max_tags,
+            min_mentions=min_mentions,
+            batch_size=batch_size,
+        )
+        answers: list[dict[str, Any] | None] = [None] * len(pairs)
+        for i, answer in zip(good, native):
+            answers[i] = {"sku": skus[i], **answer}
         return answers, errors
 
     def predict_table(
@@ -352,29 +356,33 @@ class Tagger:
             )
         skus = data.column(sku).to_pylist()
         skip = on_error == "null"
-        items: list[Any] = []
-        sku_errors: dict[int, str] = {}
-        for row, (s, g, r) in enumerate(
-            zip(skus, data.column(good_type).to_pylist(), data.column(reviews).to_pylist())
-        ):
-            if s is None:
-                if not skip:
-                    raise ValueError(f"row {row}: {sku!r} is null")
-                sku_errors[row] = f"row {row}: {sku!r} is null"
-            items.append({"sku": s, "good_type": g, "reviews": r})
+        items = [
+            {"sku": s, "good_type": g, "reviews": r}
+            for s, g, r in zip(
+                skus, data.column(good_type).to_pylist(), data.column(reviews).to_pylist()
+            )
+        ]
+        sku_errors = {row: f"row {row}: {sku!r} is null" for row, s in enumerate(skus) if s is None}
         answers, errors = self._predict(
-            items, threshold, max_tags, min_mentions, batch_size, skip_errors=skip, label="row"
+            items,
+            threshold,
+            max_tags,
+            min_mentions,
+            batch_size,
+            skip_errors=skip,
+            label="row",
+            known=sku_errors,
         )
         rows = []
         for row, (s, answer, error) in enumerate(zip(skus, answers, errors)):
             sku_text = None if s is None else str(s)
-            if answer is None or row in sku_errors:
+            if answer is None:
                 given = items[row]["good_type"]
                 rows.append(
                     {
                         "sku": sku_text,
                         "good_type": given if isinstance(given, str) else None,
-                        "error": sku_errors.get(row) or error,
+                        "error": error,
                     }
                 )
                 continue

@@ -32,6 +32,13 @@ class NativeTagger:
     def categories(self) -> list[str]: ...
     @property
     def bundle_info(self) -> dict[str, Any]: ...
+    def check_many(
+        self,
+        items: list[tuple[str, list[str]]],
+        threshold: float | None = None,
+        max_tags: int | None = None,
+        min_mentions: int = 0,
+    ) -> list[str | None]: ...
     def predict_many(
         self,
         items: list[tuple[str, list[str]]],
@@ -39,5 +46,4 @@ class NativeTagger:
         max_tags: int | None = None,
         min_mentions: int = 0,
         batch_size: int = 64,
-        skip_errors: bool = False,
-    ) -> list[dict[str, Any] | str]: ...
+    ) -> list[dict[str, Any]]: ...
