@@ -89,20 +89,21 @@ def output_schema(with_error: bool = False) -> pyarrow.Schema:
             pa.field("probability", pa.float32(), nullable=False),
         ]
     )
-    # Without an error column every row is answered, so nothing is null.
-    answered = not with_error
+    # Without an error column every row is answered, so nothing is null; with it, a row
+    # that could not be tagged has its answer columns null.
+    nullable = with_error
     fields = [
-        pa.field("sku", pa.string(), nullable=answered),
-        pa.field("good_type", pa.string(), nullable=answered),
-        pa.field("category", pa.string(), nullable=answered),
-        pa.field("fallback", pa.bool_(), nullable=answered),
-        pa.field("tags", pa.list_(pa.field("item", tag, nullable=False)), nullable=answered),
+        pa.field("sku", pa.string(), nullable=nullable),
+        pa.field("good_type", pa.string(), nullable=nullable),
+        pa.field("category", pa.string(), nullable=nullable),
+        pa.field("fallback", pa.bool_(), nullable=nullable),
+        pa.field("tags", pa.list_(pa.field("item", tag, nullable=False)), nullable=nullable),
         pa.field(
             "probabilities",
             pa.list_(pa.field("item", probability, nullable=False)),
-            nullable=answered,
+            nullable=nullable,
         ),
-        pa.field("calibrated", pa.bool_(), nullable=answered),
+        pa.field("calibrated", pa.bool_(), nullable=nullable),
     ]
     if with_error:
         fields.append(pa.field("error", pa.string(), nullable=True))
