@@ -139,11 +139,12 @@ fn hakari_current(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
 /// Crates the runtime's binaries must never link.
 const NOT_IN_THE_RUNTIME: [&str; 2] = ["lamoda-trainer", "lamoda-curation"];
 
-/// Fails when `lamoda-server` or `lamoda-predict` (all of `predict-tags`) depends on a crate
-/// of [`NOT_IN_THE_RUNTIME`] (normal and build dependencies, as a release build links them).
+/// Fails when `lamoda-server`, `lamoda-predict` (all of `predict-tags`) or `lamoda-python`
+/// (the Python package) depends on a crate of [`NOT_IN_THE_RUNTIME`] (normal and build
+/// dependencies, as a release build links them).
 /// The built `predict-tags` binary is checked too, by `tests/runtime_links.rs`.
 fn runtime_links(cargo: &OsStr, root: &Path) -> anyhow::Result<()> {
-    for package in ["lamoda-server", "lamoda-predict"] {
+    for package in ["lamoda-server", "lamoda-predict", "lamoda-python"] {
         let linked = resolved_features(cargo, root, &["-p", package, "-e", "normal,build"])?;
         let found: Vec<&str> = NOT_IN_THE_RUNTIME
             .into_iter()

@@ -3,7 +3,7 @@
 //! maturin, installs it there, writes a tiny trained bundle (the test kit's; nothing is
 //! downloaded), builds `predict-tags` (the Parquet comparison) and runs pytest over
 //! `bindings/python/tests/`: the API, the GIL, pickling, errors, and the Ray Data example
-//! with a killed actor and a rerun.
+//! with a killed actor and a rerun. `--bench` runs the throughput benchmark instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +36,12 @@ pub struct PythonArgs {
     /// environment variables the tests read).
     #[arg(long)]
     no_test: bool,
-    /// Arguments for pytest (after `--`), e.g. `-- -k gil -x`.
+    /// Instead of the tests, the throughput benchmark (bindings/python/bench/throughput.py)
+    /// on the product table of LAMODA_DATA with the shipped bundle, from release builds.
+    #[arg(long, conflicts_with = "no_test")]
+    bench: bool,
+    /// Arguments for pytest (after `--`), e.g. `-- -k gil -x`; with --bench, for the
+    /// benchmark (e.g. `-- --limit 500 --json`).
     #[arg(last = true)]
     pytest: Vec<String>,
 }
@@ -95,6 +100,42 @@ pub fn install_wheel(root: &Path, venv_dir: &Path, release: bool) -> anyhow::Res
     Ok(wheel)
 }
 
+/// `--bench`: release `predict-tags`, then the benchmark script on the shipped bundle and
+/// `$LAMODA_DATA/reviews_sampled.csv`.
+fn bench(root: &Path, python: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let data = std::env::var_os("LAMODA_DATA")
+        .map(PathBuf::from)
+        .context("the benchmark tags the product table of LAMODA_DATA: set it")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        Command::new(cargo).current_dir(root).args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "lamoda-tags",
+            "--bin",
+            "predict-tags",
+        ]),
+        "cargo build --release --bin predict-tags",
+    )?;
+    run(
+        Command::new(python)
+            .current_dir(root)
+            .arg("bindings/python/bench/throughput.py")
+            .arg("--csv")
+            .arg(data.join("reviews_sampled.csv"))
+            .arg("--model")
+            .arg(root.join("adapters"))
+            .arg("--base")
+            .arg(lamoda_testkit::real_base_dir(root))
+            .arg("--predict-tags")
+            .arg(root.join("target/release/predict-tags"))
+            .args(extra),
+        "the throughput benchmark",
+    )
+}
+
 fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
         .status()
@@ -114,7 +155,10 @@ pub fn run_tests(args: PythonArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| root.join("target/python-venv"));
     let python = venv(&venv_dir)?;
-    install_wheel(&root, &venv_dir, args.release)?;
+    install_wheel(&root, &venv_dir, args.release || args.bench)?;
+    if args.bench {
+        return bench(&root, &python, &args.pytest);
+    }
 
     // The tiny bundle: bags, shoes and accs (the fallback) on the project's pools.
     let fixtures = root.join("target/python-fixtures");
