@@ -2,7 +2,8 @@
 //! errors, real answers (text and JSON) from a tiny random bundle with adapters for the
 //! repository's bags and accs pools, written by the test; the binary and bundle copied
 //! elsewhere and run from there; batch tagging of a table (batched = one by one, bad rows,
-//! kill and resume, shards); LLM re-ranking against a scripted chat server (confirming,
+//! kill and resume, shards), also of Parquet tables into Parquet datasets (built and read
+//! with the arrow and parquet crates here); LLM re-ranking against a scripted chat server (confirming,
 //! falling back on a malformed or slow answer, usage errors).
 
 #[path = "../crates/llm/tests/support/chat_server.rs"]
@@ -14,7 +15,16 @@ use output::{assert_fails, stderr, stdout};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, StructArray};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
 
 use chat_server::{ChatServer, Reply};
 
@@ -585,6 +595,498 @@ fn a_killed_batch_run_resumes_without_loss_or_duplicates_and_shards_split_the_ta
         "--input", &table_s, "--out", &out_s, "--shard", "2/2", "--model", &model,
     ]);
     assert_fails(&res, 2, &["--shard", "0 ≤ I < N"]);
+}
+
+/// Writes `columns` as a Parquet table at `path`, `group_rows` rows per row group.
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, group_rows: usize) {
+    let batch = RecordBatch::try_from_iter(columns).expect("record batch");
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group_rows))
+        .build();
+    let file = std::fs::File::create(path).expect("create table");
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties)).expect("writer");
+    writer.write(&batch).expect("write table");
+    writer.close().expect("close table");
+}
+
+/// The JSONL table `jsonl` (of [`jsonl_table`]) as a Parquet table: `sku`, `good_type`
+/// (utf8) and `reviews` (list<utf8>), `group_rows` rows per row group.
+fn parquet_from_jsonl(jsonl: &Path, parquet: &Path, group_rows: usize) {
+    let text = std::fs::read_to_string(jsonl).expect("read table");
+    let (mut skus, mut good_types) = (StringBuilder::new(), StringBuilder::new());
+    let mut reviews = ListBuilder::new(StringBuilder::new());
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        skus.append_value(v["sku"].as_str().expect("sku"));
+        good_types.append_value(v["good_type"].as_str().expect("good_type"));
+        for review in v["reviews"].as_array().expect("reviews") {
+            reviews
+                .values()
+                .append_value(review.as_str().expect("review"));
+        }
+        reviews.append(true);
+    }
+    write_parquet(
+        parquet,
+        vec![
+            ("sku", Arc::new(skus.finish())),
+            ("good_type", Arc::new(good_types.finish())),
+            ("reviews", Arc::new(reviews.finish())),
+        ],
+        group_rows,
+    );
+}
+
+/// What a Parquet output directory holds.
+struct ParquetOutput {
+    /// The part files, in order.
+    parts: Vec<String>,
+    /// Temp files of parts being written (or cut by a kill).
+    temps: Vec<String>,
+    /// Every row, as the JSON line the JSONL output has for it.
+    lines: Vec<serde_json::Value>,
+    /// Every row's `probabilities` tags, in their order.
+    orders: Vec<Vec<String>>,
+}
+
+/// `x` as JSON text would give it back (as the JSONL output writes it).
+fn json_f32(x: f32) -> serde_json::Value {
+    serde_json::from_str(&serde_json::to_string(&x).expect("f32")).expect("json")
+}
+
+fn text_at(s: &StructArray, name: &str, i: usize) -> String {
+    let column = s.column_by_name(name).expect(name);
+    column.as_string::<i32>().value(i).to_owned()
+}
+
+fn f32_at(s: &StructArray, name: &str, i: usize) -> serde_json::Value {
+    let column = s.column_by_name(name).expect(name);
+    json_f32(column.as_primitive::<Float32Type>().value(i))
+}
+
+fn i64_at(s: &StructArray, name: &str, i: usize) -> i64 {
+    let column = s.column_by_name(name).expect(name);
+    column.as_primitive::<Int64Type>().value(i)
+}
+
+/// Reads a Parquet output directory: every part must be a whole Parquet file in the
+/// output schema; anything but parts and temp files fails the test.
+fn parquet_output(dir: &Path) -> ParquetOutput {
+    let schema = lamoda_inference::batch::parquet::output_schema();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read output dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut output = ParquetOutput {
+        parts: Vec::new(),
+        temps: Vec::new(),
+        lines: Vec::new(),
+        orders: Vec::new(),
+    };
+    for name in names {
+        if name.starts_with(".part-") && name.ends_with(".parquet.tmp") {
+            output.temps.push(name);
+            continue;
+        }
+        assert!(
+            name.starts_with("part-") && name.ends_with(".parquet"),
+            "a stray file {name}"
+        );
+        let file = std::fs::File::open(dir.join(&name)).expect("open part");
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{name} is not a whole Parquet file: {e}"));
+        assert_eq!(builder.schema().fields(), schema.fields(), "{name}");
+        for batch in builder.build().expect("reader") {
+            let batch = batch.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let rows = StructArray::from(batch);
+            let tags = rows.column_by_name("tags").expect("tags").as_list::<i32>();
+            let probabilities = rows
+                .column_by_name("probabilities")
+                .expect("probabilities")
+                .as_list::<i32>();
+            let flag =
+                |name: &str, i: usize| rows.column_by_name(name).expect(name).as_boolean().value(i);
+            for i in 0..rows.len() {
+                let tags = tags.value(i);
+                let tags = tags.as_struct();
+                let evidence = tags
+                    .column_by_name("evidence")
+                    .expect("evidence")
+                    .as_list::<i32>();
+                let tags: Vec<serde_json::Value> = (0..tags.len())
+                    .map(|t| {
+                        let pieces = evidence.value(t);
+                        let pieces = pieces.as_struct();
+                        let pieces: Vec<serde_json::Value> = (0..pieces.len())
+                            .map(|e| {
+                                serde_json::json!({
+                                    "review": i64_at(pieces, "review", e),
+                                    "text": text_at(pieces, "text", e),
+                                    "score": f32_at(pieces, "score", e),
+                                })
+                            })
+                            .collect();
+                        serde_json::json!({
+                            "tag": text_at(tags, "tag", t),
+                            "probability": f32_at(tags, "probability", t),
+                            "mentions": i64_at(tags, "mentions", t),
+                            "evidence": pieces,
+                        })
+                    })
+                    .collect();
+                let probs = probabilities.value(i);
+                let probs = probs.as_struct();
+                let order: Vec<String> =
+                    (0..probs.len()).map(|p| text_at(probs, "tag", p)).collect();
+                let map: serde_json::Map<String, serde_json::Value> = (0..probs.len())
+                    .map(|p| (text_at(probs, "tag", p), f32_at(probs, "probability", p)))
+                    .collect();
+                output.lines.push(serde_json::json!({
+                    "sku": text_at(&rows, "sku", i),
+                    "good_type": text_at(&rows, "good_type", i),
+                    "category": text_at(&rows, "category", i),
+                    "fallback": flag("fallback", i),
+                    "tags": tags,
+                    "probabilities": map,
+                    "calibrated": flag("calibrated", i),
+                }));
+                output.orders.push(order);
+            }
+        }
+        output.parts.push(name);
+    }
+    output
+}
+
+#[test]
+fn parquet_tables_in_and_out_give_the_jsonl_runs_answers_and_shards_split_them() {
+    let dir = scratch("batch_parquet");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    let n = 30;
+    let jsonl = dir.join("table.jsonl");
+    jsonl_table(&jsonl, n);
+    // Several row groups, so rows are numbered across them.
+    let table = dir.join("table.parquet");
+    parquet_from_jsonl(&jsonl, &table, 7);
+    let batch = |input: &Path, out: &Path, extra: &[&str]| {
+        let (input, out) = (input.to_string_lossy(), out.to_string_lossy());
+        let mut args = vec![
+            "--input",
+            &input,
+            "--out",
+            &out,
+            "--model",
+            &model,
+            "--base",
+            &base,
+            "--batch-size",
+            "8",
+        ];
+        args.extend(extra);
+        let res = run(&args);
+        assert_eq!(res.status.code(), Some(0), "stderr: {}", stderr(&res));
+        stderr(&res)
+    };
+
+    // The reference: JSONL in, JSONL out.
+    let reference_out = dir.join("reference.jsonl");
+    batch(&jsonl, &reference_out, &[]);
+    let reference = output_lines(&reference_out);
+    assert_eq!(reference.len(), n);
+
+    // Parquet in, JSONL out: the same lines.
+    let jsonl_out = dir.join("from-parquet.jsonl");
+    batch(&table, &jsonl_out, &[]);
+    assert_eq!(output_lines(&jsonl_out), reference);
+
+    // Parquet in, Parquet out: a part per batch of 8, the same rows; the probabilities in
+    // pool order.
+    let out = dir.join("tags.parquet");
+    let msg = batch(&table, &out, &[]);
+    assert!(msg.contains(&format!("tagged {n} products")), "{msg}");
+    let written = parquet_output(&out);
+    assert_eq!(
+        written.parts,
+        [
+            "part-000000.parquet",
+            "part-000001.parquet",
+            "part-000002.parquet",
+            "part-000003.parquet"
+        ]
+    );
+    assert!(written.temps.is_empty(), "{:?}", written.temps);
+    assert_eq!(written.lines, reference);
+    let bags = project().pool(Category::Bags).expect("bags pool");
+    let accs = project().pool(Category::Accs).expect("accs pool");
+    for (line, order) in written.lines.iter().zip(&written.orders) {
+        let pool = if line["category"] == "bags" {
+            &bags
+        } else {
+            &accs
+        };
+        assert_eq!(order, &pool.tags, "{}", line["sku"]);
+    }
+    // JSONL in, Parquet out: the same again.
+    let from_jsonl = dir.join("from-jsonl.parquet");
+    batch(&jsonl, &from_jsonl, &[]);
+    assert_eq!(parquet_output(&from_jsonl).lines, reference);
+
+    // A rerun has nothing to do and writes no part.
+    let msg = batch(&table, &out, &[]);
+    assert!(
+        msg.contains("tagged 0 products") && msg.contains(&format!("{n} already there")),
+        "{msg}"
+    );
+    assert_eq!(parquet_output(&out).parts.len(), 4);
+
+    // Two shards into two datasets: disjoint, together the whole table.
+    let mut union = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let part = dir.join(format!("shard{}.parquet", &shard[..1]));
+        batch(&table, &part, &["--shard", shard]);
+        let part_skus = skus(&parquet_output(&part).lines);
+        assert!(
+            part_skus.len() > n / 4 && part_skus.len() < 3 * n / 4,
+            "{}",
+            part_skus.len()
+        );
+        union.extend(part_skus);
+    }
+    assert_eq!(union.len(), n);
+    union.sort();
+    union.dedup();
+    assert_eq!(union.len(), n, "the shards overlap");
+}
+
+#[test]
+fn parquet_bad_rows_follow_on_error_and_bad_layouts_are_one_clear_line() {
+    let dir = scratch("batch_parquet_errors");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    // Row 2 has a null review list, row 3 an empty good type.
+    let mut reviews = ListBuilder::new(StringBuilder::new());
+    reviews.values().append_value("Вместительная");
+    reviews.append(true);
+    reviews.append_null();
+    reviews.values().append_value("Милая");
+    reviews.append(true);
+    reviews.values().append_value("Удобная");
+    reviews.append(true);
+    let table = dir.join("products.parquet");
+    write_parquet(
+        &table,
+        vec![
+            (
+                "sku",
+                Arc::new(StringArray::from(vec!["S1", "S2", "S3", "S4"])),
+            ),
+            (
+                "good_type",
+                Arc::new(StringArray::from(vec!["Bags", "Toys", "", "Accs"])),
+            ),
+            ("reviews", Arc::new(reviews.finish())),
+        ],
+        2,
+    );
+    let table_s = table.to_string_lossy().into_owned();
+    let out = dir.join("tags.parquet");
+    let out_s = out.to_string_lossy().into_owned();
+    let batch = |input: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--input", input, "--out", out, "--model", &model, "--base", &base,
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+
+    // Default: the bad row stops the run, naming file, row and field; the row before it
+    // is written.
+    let failed = batch(&table_s, &out_s, &[]);
+    assert_fails(
+        &failed,
+        1,
+        &[
+            "products.parquet row 2",
+            "`reviews`",
+            "null",
+            "--on-error skip",
+        ],
+    );
+    assert_eq!(skus(&parquet_output(&out).lines), ["S1"]);
+
+    // With skip: listed in the side file beside the directory, the rest tagged.
+    let skipped = batch(&table_s, &out_s, &["--on-error", "skip"]);
+    assert_eq!(
+        skipped.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr(&skipped)
+    );
+    let msg = stderr(&skipped);
+    assert!(
+        msg.contains("1 already there") && msg.contains("2 bad rows listed"),
+        "{msg}"
+    );
+    let written = parquet_output(&out);
+    assert_eq!(skus(&written.lines), ["S1", "S4"]);
+    assert_eq!(written.parts.len(), 2);
+    let side = std::fs::read_to_string(dir.join("tags.parquet.errors.jsonl")).expect("side file");
+    let bad: Vec<(u64, String, String)> = side
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .map(|v| {
+            (
+                v["row"].as_u64().expect("row"),
+                v["field"].as_str().expect("field").to_owned(),
+                v["sku"].as_str().expect("sku").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            (2, "reviews".to_owned(), "S2".to_owned()),
+            (3, "good_type".to_owned(), "S3".to_owned())
+        ]
+    );
+
+    // A table without the `reviews` column: one line naming the file and its columns.
+    let no_reviews = dir.join("no-reviews.parquet");
+    write_parquet(
+        &no_reviews,
+        vec![
+            ("sku", Arc::new(StringArray::from(vec!["S1"]))),
+            ("good_type", Arc::new(StringArray::from(vec!["Bags"]))),
+            ("text", Arc::new(StringArray::from(vec!["Вместительная"]))),
+        ],
+        10,
+    );
+    let other = dir.join("other.parquet");
+    let res = batch(&no_reviews.to_string_lossy(), &other.to_string_lossy(), &[]);
+    assert_fails(
+        &res,
+        1,
+        &[
+            "no-reviews.parquet",
+            "column `reviews`",
+            "the columns are `sku`, `good_type`, `text`",
+        ],
+    );
+
+    // A directory that is not ours: refused, left as it was.
+    let mine = dir.join("mine.parquet");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    std::fs::write(mine.join("notes.txt"), "mine").expect("write");
+    let res = batch(&table_s, &mine.to_string_lossy(), &["--on-error", "skip"]);
+    assert_fails(
+        &res,
+        1,
+        &["mine.parquet", "\"notes.txt\"", "not a part file"],
+    );
+    let left: Vec<_> = std::fs::read_dir(&mine).expect("read dir").collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn a_killed_parquet_run_resumes_without_loss_or_duplicates() {
+    let dir = scratch("batch_parquet_resume");
+    let (base_dir, model_dir) = tiny_model(&dir);
+    let (base, model) = (
+        base_dir.to_string_lossy().into_owned(),
+        model_dir.to_string_lossy().into_owned(),
+    );
+    let n = 400;
+    let jsonl = dir.join("table.jsonl");
+    jsonl_table(&jsonl, n);
+    let table = dir.join("table.parquet");
+    parquet_from_jsonl(&jsonl, &table, 64);
+    let table_s = table.to_string_lossy().into_owned();
+    let out = dir.join("tags.parquet");
+    let out_s = out.to_string_lossy().into_owned();
+    let args = [
+        "--input",
+        &table_s,
+        "--out",
+        &out_s,
+        "--model",
+        &model,
+        "--base",
+        &base,
+        "--batch-size",
+        "2",
+    ];
+    let count_parts = || {
+        std::fs::read_dir(&out).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+                .count()
+        })
+    };
+
+    // Start, wait for some part files, kill it hard.
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("LAMODA_MODEL")
+        .env_remove("LAMODA_BASE")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while count_parts() < 10 && started.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Every part the kill left is whole.
+    let before = parquet_output(&out);
+    let kept = before.lines.len();
+    assert!(
+        kept > 0 && kept < n,
+        "the kill came at {kept} of {n} products"
+    );
+    assert_eq!(kept, 2 * before.parts.len());
+    // A kill in the middle of a part leaves its temp file cut short: make sure there is
+    // one (the next part's, the only one a run writes).
+    let temp = out.join(format!(".part-{:06}.parquet.tmp", before.parts.len()));
+    std::fs::write(&temp, b"PAR1\x15\x04").expect("write a cut temp file");
+
+    let rerun = run(&args);
+    assert_eq!(rerun.status.code(), Some(0), "stderr: {}", stderr(&rerun));
+    let msg = stderr(&rerun);
+    assert!(msg.contains(&format!("{kept} already there")), "{msg}");
+    assert!(
+        msg.contains("1 part file cut short removed and redone"),
+        "{msg}"
+    );
+    let after = parquet_output(&out);
+    assert!(after.temps.is_empty(), "{:?}", after.temps);
+    assert_eq!(after.parts[..before.parts.len()], before.parts[..]);
+    assert_eq!(after.lines[..kept], before.lines[..]);
+    let mut all = skus(&after.lines);
+    assert_eq!(all.len(), n, "one row per product");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no SKU twice");
+    // A third run has nothing to do.
+    let again = run(&args);
+    assert!(
+        stderr(&again).contains("tagged 0 products"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(parquet_output(&out).parts, after.parts);
 }
 
 #[test]

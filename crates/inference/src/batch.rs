@@ -1,14 +1,20 @@
-//! Tagging a product table: many products per encoder call, one JSONL line per product
-//! written as each batch finishes, resumable after a kill, split into shards by a stable
-//! SKU hash.
+//! Tagging a product table: many products per encoder call, one JSONL line (or Parquet
+//! row) per product written as each batch finishes, resumable after a kill, split into
+//! shards by a stable SKU hash.
 //!
-//! Input ([`read_table`]), by file extension (`.csv`, else JSON lines):
+//! Input ([`read_table`]), by file extension (`.csv`; `.parquet`; else JSON lines; any
+//! case):
 //! - CSV in the `reviews_sampled.csv` layout: `product_sku`, `comment_text` (a JSON list
 //!   of review strings), `good_type`; other columns are ignored;
+//! - Parquet (the `parquet` feature; see [`parquet`]): columns `sku`, `good_type`,
+//!   `reviews` (list<utf8>), read a record batch at a time;
 //! - JSON lines: `{"sku": "…", "good_type": "…", "reviews": ["…", …]}` (other fields
 //!   ignored).
 //!
-//! Output ([`tag_table`]): one line per product, [`OutputLine`]: `sku`, `good_type`,
+//! Output ([`tag_table`]), by the extension of `out`: `.parquet` (any case) is a directory
+//! of Parquet part files, one per batch, in the schema of [`parquet::output_schema`]
+//! (see [`parquet`]: written whole or not at all, a rerun skips their SKUs); anything else
+//! is JSON lines, one line per product, [`OutputLine`]: `sku`, `good_type`,
 //! `category`, `fallback`, `tags` (decoded, most probable first, with probabilities) and
 //! `probabilities` (every pool tag, in pool order), `calibrated` (whether they are the careful
 //! calibration's). A rerun reads what is there first: SKUs
@@ -16,7 +22,12 @@
 //! so every SKU ends up exactly once. Rows that cannot be tagged (unparseable reviews, no
 //! review text, a missing SKU or good type) stop the run with an error naming the file, row
 //! and field ([`OnError::Fail`], before anything of that row is written), or are listed in
-//! the side file `<out>.errors.jsonl` and skipped ([`OnError::Skip`]).
+//! the side file `<out>.errors.jsonl` and skipped ([`OnError::Skip`]). Both outputs take
+//! the same path through [`tag_table`]: only how a batch is written and what an earlier run
+//! left differ.
+
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -43,7 +54,8 @@ pub struct Product {
     pub good_type: String,
     /// Its reviews (non-blank, trimmed).
     pub reviews: Vec<String>,
-    /// Its row: the CSV record's line (header = 1) or the JSONL line, 1-based.
+    /// Its row: the CSV record's line (header = 1), the JSONL line, or the Parquet row
+    /// (across the file), 1-based.
     pub row: usize,
 }
 
@@ -182,6 +194,8 @@ pub struct BatchSummary {
     pub bad_rows: usize,
     /// A last line cut short by a kill was removed (and its product redone).
     pub repaired_tail: bool,
+    /// Temp files of Parquet parts cut short by a kill, deleted (their products redone).
+    pub removed_temp_parts: usize,
     /// Seconds spent tagging (reading and writing included).
     pub seconds: f64,
 }
@@ -260,6 +274,8 @@ enum Rows {
         lines: std::io::Lines<BufReader<File>>,
         line: usize,
     },
+    #[cfg(feature = "parquet")]
+    Parquet(parquet::ParquetRows),
 }
 
 /// Whether `path` is read as CSV (its extension is `csv`, any case) rather than JSONL.
@@ -268,9 +284,27 @@ fn is_csv(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
-/// Opens a product table (see the module doc). A CSV without the needed columns is an
-/// error naming the file and the columns it has.
+/// Whether `path` is a Parquet table, or output dataset: its extension is `parquet`, any
+/// case.
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// Opens a product table (see the module doc). A CSV or Parquet table without the needed
+/// columns is an error naming the file and the columns it has.
 pub fn read_table(path: &Path) -> Result<TableReader, InferenceError> {
+    if is_parquet(path) {
+        #[cfg(feature = "parquet")]
+        return Ok(TableReader {
+            path: path.to_path_buf(),
+            inner: Rows::Parquet(parquet::open_rows(path, parquet::READ_BATCH_ROWS)?),
+        });
+        #[cfg(not(feature = "parquet"))]
+        return Err(InferenceError::NoParquet {
+            path: path.to_path_buf(),
+        });
+    }
     let file = File::open(path).map_err(io_err(path))?;
     let inner = if is_csv(path) {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
@@ -448,12 +482,56 @@ impl Iterator for TableReader {
                     ("reviews", reviews),
                 )));
             },
+            #[cfg(feature = "parquet")]
+            Rows::Parquet(rows) => {
+                let raw = match rows.next_raw()? {
+                    Ok(raw) => raw,
+                    Err(e) => return Some(Err(e)),
+                };
+                let row = raw.row;
+                let Some(sku) = raw.sku else {
+                    return Some(Ok(Err(self.bad(
+                        row,
+                        "sku",
+                        None,
+                        "the SKU is null".into(),
+                    ))));
+                };
+                let good_type = match raw.good_type {
+                    Some(good_type) => good_type,
+                    // An empty SKU is named first, as for the other tables.
+                    None if sku.trim().is_empty() => String::new(),
+                    None => {
+                        return Some(Ok(Err(self.bad(
+                            row,
+                            "good_type",
+                            Some(sku.trim()),
+                            "the good type is null".into(),
+                        ))));
+                    }
+                };
+                Some(Ok(self.check_row(
+                    row,
+                    ("sku", &sku),
+                    ("good_type", &good_type),
+                    ("reviews", raw.reviews),
+                )))
+            }
         }
     }
 }
 
-/// Counts a table's data rows (for progress): CSV records or non-blank JSONL lines.
+/// Counts a table's data rows (for progress): CSV records, non-blank JSONL lines, or the
+/// rows a Parquet footer records (the rows themselves are not read).
 pub fn count_rows(path: &Path) -> Result<usize, InferenceError> {
+    if is_parquet(path) {
+        #[cfg(feature = "parquet")]
+        return parquet::count_rows(path);
+        #[cfg(not(feature = "parquet"))]
+        return Err(InferenceError::NoParquet {
+            path: path.to_path_buf(),
+        });
+    }
     let file = File::open(path).map_err(io_err(path))?;
     if is_csv(path) {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
@@ -539,6 +617,108 @@ fn scan_output(path: &Path) -> Result<Existing, InferenceError> {
     Ok(existing)
 }
 
+/// Where [`tag_table`] writes: a JSONL file, or a Parquet dataset directory.
+enum Sink {
+    Jsonl {
+        path: PathBuf,
+        file: File,
+    },
+    #[cfg(feature = "parquet")]
+    Parquet(Box<parquet::PartWriter>),
+}
+
+/// What an earlier run left in the output.
+#[derive(Debug, Default)]
+struct Resume {
+    /// The SKUs written.
+    done_skus: HashSet<String>,
+    /// A JSONL line cut short was removed.
+    repaired_tail: bool,
+    /// Parquet temp files cut short were deleted.
+    removed_temp_parts: usize,
+}
+
+impl Sink {
+    /// Opens `out` to go on after what an earlier run left there (see the module doc).
+    fn open(out: &Path) -> Result<(Self, Resume), InferenceError> {
+        if is_parquet(out) {
+            #[cfg(feature = "parquet")]
+            {
+                let (writer, resumed) = parquet::PartWriter::open(out)?;
+                return Ok((
+                    Self::Parquet(Box::new(writer)),
+                    Resume {
+                        done_skus: resumed.done_skus,
+                        repaired_tail: false,
+                        removed_temp_parts: resumed.removed_temp_parts,
+                    },
+                ));
+            }
+            #[cfg(not(feature = "parquet"))]
+            return Err(InferenceError::NoParquet {
+                path: out.to_path_buf(),
+            });
+        }
+        let existing = scan_output(out)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(out)
+            .map_err(io_err(out))?;
+        file.set_len(existing.valid_len).map_err(io_err(out))?;
+        file.seek(SeekFrom::End(0)).map_err(io_err(out))?;
+        Ok((
+            Self::Jsonl {
+                path: out.to_path_buf(),
+                file,
+            },
+            Resume {
+                done_skus: existing.skus,
+                repaired_tail: existing.repaired,
+                removed_temp_parts: 0,
+            },
+        ))
+    }
+
+    /// Writes one batch: `skus[i]`'s answer is `predictions[i]`. JSONL: the lines appended
+    /// and flushed; Parquet: one part file.
+    fn write_batch(
+        &mut self,
+        skus: &[String],
+        predictions: &[Prediction],
+    ) -> Result<(), InferenceError> {
+        match self {
+            Self::Jsonl { path, file } => {
+                let mut text = String::new();
+                for (sku, prediction) in skus.iter().zip(predictions) {
+                    let line = serde_json::to_string(&OutputLine::new(sku, prediction)).map_err(
+                        |source| InferenceError::Json {
+                            path: path.clone(),
+                            source,
+                        },
+                    )?;
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                file.write_all(text.as_bytes()).map_err(io_err(path))?;
+                file.flush().map_err(io_err(path))
+            }
+            #[cfg(feature = "parquet")]
+            Self::Parquet(writer) => writer.write_batch(skus, predictions),
+        }
+    }
+
+    /// Ends the run: the JSONL file synced (each Parquet part was synced as written).
+    fn finish(self) -> Result<(), InferenceError> {
+        match self {
+            Self::Jsonl { path, file } => file.sync_all().map_err(io_err(&path)),
+            #[cfg(feature = "parquet")]
+            Self::Parquet(_) => Ok(()),
+        }
+    }
+}
+
 /// Rows already listed in the side file of an earlier run.
 fn listed_bad_rows(path: &Path) -> Result<HashSet<usize>, InferenceError> {
     let mut rows = HashSet::new();
@@ -553,10 +733,11 @@ fn listed_bad_rows(path: &Path) -> Result<HashSet<usize>, InferenceError> {
     Ok(rows)
 }
 
-/// Tags every product of the table `input` (one shard of it when asked) into the JSONL
-/// file `out`, `options.batch_size` products per encoder batch, each batch's lines written
-/// and flushed as it finishes; `progress` hears after each batch. Resumes what an earlier
-/// run left in `out` (see the module doc).
+/// Tags every product of the table `input` (one shard of it when asked) into `out` (a
+/// JSONL file, or a Parquet dataset directory when it ends in `.parquet`),
+/// `options.batch_size` products per encoder batch, each batch written (JSONL: lines
+/// flushed; Parquet: one part file) as it finishes; `progress` hears after each batch.
+/// Resumes what an earlier run left in `out` (see the module doc).
 pub fn tag_table(
     tagger: &Tagger,
     input: &Path,
@@ -575,28 +756,21 @@ pub fn tag_table(
     }
     let rows_total = count_rows(input)?;
     let table = read_table(input)?;
-    let existing = scan_output(out)?;
+    let (mut sink, resume) = Sink::open(out)?;
     let mut summary = BatchSummary {
-        repaired_tail: existing.repaired,
+        repaired_tail: resume.repaired_tail,
+        removed_temp_parts: resume.removed_temp_parts,
         ..BatchSummary::default()
     };
-    let previous = existing.skus;
+    let previous = resume.done_skus;
     let mut seen: HashSet<String> = HashSet::new();
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(out)
-        .map_err(io_err(out))?;
-    file.set_len(existing.valid_len).map_err(io_err(out))?;
-    file.seek(SeekFrom::End(0)).map_err(io_err(out))?;
     let side = errors_path(out);
     let mut listed = listed_bad_rows(&side)?;
     let mut side_file: Option<File> = None;
 
     let mut batch: Vec<Product> = Vec::with_capacity(options.batch_size);
     let flush = |batch: &mut Vec<Product>,
-                 file: &mut File,
+                 sink: &mut Sink,
                  summary: &mut BatchSummary|
      -> Result<(), InferenceError> {
         if batch.is_empty() {
@@ -611,20 +785,7 @@ pub fn tag_table(
             })
             .unzip();
         let predictions = tagger.predict(&requests)?;
-        let mut text = String::new();
-        for (sku, prediction) in skus.iter().zip(&predictions) {
-            let line =
-                serde_json::to_string(&OutputLine::new(sku, prediction)).map_err(|source| {
-                    InferenceError::Json {
-                        path: out.to_path_buf(),
-                        source,
-                    }
-                })?;
-            text.push_str(&line);
-            text.push('\n');
-        }
-        file.write_all(text.as_bytes()).map_err(io_err(out))?;
-        file.flush().map_err(io_err(out))?;
+        sink.write_batch(&skus, &predictions)?;
         summary.tagged += skus.len();
         Ok(())
     };
@@ -641,7 +802,7 @@ pub fn tag_table(
                 }
                 match options.on_error {
                     OnError::Fail => {
-                        flush(&mut batch, &mut file, &mut summary)?;
+                        flush(&mut batch, &mut sink, &mut summary)?;
                         return Err(InferenceError::Table {
                             path: bad.file,
                             row: bad.row,
@@ -694,7 +855,7 @@ pub fn tag_table(
         }
         batch.push(product);
         if batch.len() == options.batch_size {
-            flush(&mut batch, &mut file, &mut summary)?;
+            flush(&mut batch, &mut sink, &mut summary)?;
             progress(BatchProgress {
                 rows_done: summary.rows,
                 rows_total,
@@ -702,8 +863,8 @@ pub fn tag_table(
             });
         }
     }
-    flush(&mut batch, &mut file, &mut summary)?;
-    file.sync_all().map_err(io_err(out))?;
+    flush(&mut batch, &mut sink, &mut summary)?;
+    sink.finish()?;
     progress(BatchProgress {
         rows_done: summary.rows,
         rows_total,
@@ -730,6 +891,25 @@ mod tests {
         for sku in ["MP002XU09745", "RTLAAZ826801", "x"] {
             assert_eq!(shards.iter().filter(|s| s.contains(sku)).count(), 1);
         }
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    #[test]
+    fn without_the_feature_parquet_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = dir.path().join("t.Parquet");
+        std::fs::write(&table, "PAR1").expect("write");
+        for err in [
+            read_table(&table).err().expect("no parquet"),
+            count_rows(&table).expect_err("no parquet"),
+            Sink::open(&dir.path().join("out.parquet"))
+                .err()
+                .expect("no parquet"),
+        ] {
+            assert!(matches!(err, InferenceError::NoParquet { .. }), "{err:?}");
+            assert!(err.to_string().contains("`parquet` feature"), "{err}");
+        }
+        assert!(!dir.path().join("out.parquet").exists());
     }
 
     #[test]

@@ -250,10 +250,49 @@ pub enum InferenceError {
     Table {
         /// The table.
         path: PathBuf,
-        /// The row (CSV line, header = 1; or JSONL line).
+        /// The row (CSV line, header = 1; JSONL line; or Parquet row, 1-based).
         row: usize,
         /// The field (column) at fault.
         field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A product table has not the columns needed, or one of a type that cannot be read
+    /// (a Parquet table's schema; a CSV header's are [`InferenceError::Table`] row 1).
+    #[error("{}: column `{field}`: {reason}", path.display())]
+    TableColumns {
+        /// The table.
+        path: PathBuf,
+        /// The column at fault.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A Parquet file could not be read or written.
+    #[error("{}: {what}: {source}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// The Parquet or Arrow error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A product table or output is Parquet, but this build reads and writes no Parquet.
+    #[error(
+        "{}: a Parquet table, but this build has no Parquet (lamoda-inference's `parquet` \
+         feature is off; predict-tags turns it on)",
+        path.display()
+    )]
+    NoParquet {
+        /// The table or output.
+        path: PathBuf,
+    },
+    /// An output directory (a Parquet dataset) cannot be written into.
+    #[error("{}: {reason}", path.display())]
+    OutputDir {
+        /// The directory.
+        path: PathBuf,
         /// What is wrong.
         reason: String,
     },

@@ -5,7 +5,8 @@
 //! then one `tag<TAB>probability<TAB>mentions` line per predicted tag (mentions: how many
 //! reviews support it on their own), most probable first; `--json`
 //! prints one JSON object instead. `predict-tags --input products.csv --out tags.jsonl`
-//! tags a table (see `lamoda_inference::batch`), resumably.
+//! tags a table (CSV, JSON lines or Parquet in; JSON lines, or a Parquet dataset directory
+//! when `--out` ends in `.parquet`, out; see `lamoda_inference::batch`), resumably.
 //!
 //! `--rerank-url URL --rerank-model NAME` (off by default; one product only) re-ranks the
 //! answer with an LLM behind an OpenAI-compatible chat API (`lamoda_llm::rerank`): our
@@ -55,8 +56,9 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     reviews: Option<PathBuf>,
     /// A product table to tag: CSV in the reviews_sampled.csv layout (product_sku,
-    /// comment_text as a JSON list, good_type) or JSON lines of {"sku", "good_type",
-    /// "reviews"}; needs --out.
+    /// comment_text as a JSON list, good_type), Parquet (a .parquet file: columns sku,
+    /// good_type, reviews as list<utf8>) or JSON lines of {"sku", "good_type", "reviews"};
+    /// needs --out.
     #[arg(
         long,
         value_name = "FILE",
@@ -64,15 +66,18 @@ pub struct PredictArgs {
         conflicts_with = "good_type"
     )]
     input: Option<PathBuf>,
-    /// Where --input's tags go: one JSON line per product. A rerun skips the products
-    /// already there (and redoes a last line cut by a kill).
+    /// Where --input's tags go: one JSON line per product, or, for a path ending in
+    /// .parquet, a directory of Parquet part files (one per batch; a Parquet dataset). A
+    /// rerun skips the products already there (and redoes a last line, or a part file, cut
+    /// by a kill).
     #[arg(long, value_name = "FILE", requires = "input")]
     out: Option<PathBuf>,
     /// Products per encoder batch with --input.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// With --input: tag only shard I of N (0-based), split by a stable hash of the SKU,
-    /// so N machines' outputs concatenate to one line per product.
+    /// so N machines' outputs concatenate (or, Parquet, read together) to one row per
+    /// product.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<Shard>,
     /// With --input: what a bad row does: `fail` stops the run, `skip` lists it in
@@ -349,6 +354,17 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &PredictArgs) -> any
     }
     if summary.repaired_tail {
         line += "; a last line cut short was redone";
+    }
+    if summary.removed_temp_parts > 0 {
+        line += &format!(
+            "; {} part file{} cut short removed and redone",
+            summary.removed_temp_parts,
+            if summary.removed_temp_parts == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
     }
     if summary.bad_rows > 0 {
         line += &format!(
