@@ -262,3 +262,29 @@ def test_a_tagger_pickles_by_its_paths(tiny_tagger):
     # A process of its own loads it again from the pickle.
     with ProcessPoolExecutor(max_workers=1) as pool:
         assert pool.submit(_tag_in_child, tiny_tagger, reviews).result(timeout=120) == here
+
+
+def test_predict_tags_parquet_output_is_predict_table_s(tmp_path, tiny, tiny_tagger, predict_tags):
+    model, base = tiny
+    table = pa.Table.from_pylist(items(50, seed=11))
+    source = tmp_path / "products.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, source)
+    out = tmp_path / "tags.parquet"
+    subprocess.run(
+        [str(predict_tags), "--input", str(source), "--out", str(out), "--model", str(model),
+         "--base", str(base), "--batch-size", "16"],
+        check=True, capture_output=True,
+    )
+    theirs = pq.read_table(out)  # a directory of part files, read as one table
+    ours = tiny_tagger.predict_table(table)
+    assert theirs.schema.remove_metadata() == ours.schema
+    theirs = theirs.sort_by("sku")
+    ours = ours.sort_by("sku")
+    assert theirs.column("sku").to_pylist() == ours.column("sku").to_pylist()
+    for column in ("good_type", "category", "fallback", "calibrated"):
+        assert theirs.column(column).equals(ours.column(column)), column
+    for a, b in zip(theirs.column("tags").to_pylist(), ours.column("tags").to_pylist()):
+        assert [t["tag"] for t in a] == [t["tag"] for t in b]
+        assert [t["probability"] for t in a] == pytest.approx([t["probability"] for t in b], abs=1e-5)
