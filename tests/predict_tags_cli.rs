@@ -491,6 +491,27 @@ fn batch_tags_a_table_like_one_product_at_a_time() {
     );
 }
 
+/// Runs `predict-tags` with `args` and kills it hard (SIGKILL) once `progress` holds, or
+/// after 60 s, or when it ended by itself.
+fn kill_when(args: &[&str], progress: impl Fn() -> bool) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("LAMODA_MODEL")
+        .env_remove("LAMODA_BASE")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while !progress() && started.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn a_killed_batch_run_resumes_without_loss_or_duplicates_and_shards_split_the_table() {
     let dir = scratch("batch_resume");
@@ -519,28 +540,9 @@ fn a_killed_batch_run_resumes_without_loss_or_duplicates_and_shards_split_the_ta
     ];
 
     // Start, wait for some lines, kill it hard.
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("LAMODA_MODEL")
-        .env_remove("LAMODA_BASE")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let started = std::time::Instant::now();
-    loop {
-        let written = std::fs::read_to_string(&out)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        if written >= 20 || started.elapsed().as_secs() > 60 {
-            break;
-        }
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_when(&args, || {
+        std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) >= 20
+    });
     let before = std::fs::read_to_string(&out).expect("output");
     let kept = before.lines().count();
     assert!(kept > 0 && kept < n, "the kill came at {kept} of {n} lines");
@@ -1033,22 +1035,7 @@ fn a_killed_parquet_run_resumes_without_loss_or_duplicates() {
     };
 
     // Start, wait for some part files, kill it hard.
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("LAMODA_MODEL")
-        .env_remove("LAMODA_BASE")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let started = Instant::now();
-    while count_parts() < 10 && started.elapsed() < Duration::from_secs(60) {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_when(&args, || count_parts() >= 10);
     // Every part the kill left is whole.
     let before = parquet_output(&out);
     let kept = before.lines.len();

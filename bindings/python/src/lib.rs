@@ -321,11 +321,19 @@ fn sku_shard(sku: &str, n: u64) -> PyResult<u64> {
     Ok(sku_hash(sku) % n)
 }
 
+/// The shipped bundle of a project checkout: the first `adapters/` holding a `bundle.json`
+/// in or above `start` (as `predict-tags` looks from the current directory), or `None`.
+#[pyfunction]
+fn find_checkout_bundle(start: PathBuf) -> Option<String> {
+    lamoda_inference::find_checkout_bundle(&[&start]).map(|dir| dir.display().to_string())
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeTagger>()?;
     m.add_function(wrap_pyfunction!(sku_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(find_checkout_bundle, m)?)?;
     m.add("LamodaError", m.py().get_type::<LamodaError>())?;
     m.add("BundleError", m.py().get_type::<BundleError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -288,3 +288,28 @@ def test_predict_tags_parquet_output_is_predict_table_s(tmp_path, tiny, tiny_tag
     for a, b in zip(theirs.column("tags").to_pylist(), ours.column("tags").to_pylist()):
         assert [t["tag"] for t in a] == [t["tag"] for t in b]
         assert [t["probability"] for t in a] == pytest.approx([t["probability"] for t in b], abs=1e-5)
+
+
+def test_the_bundle_is_found_as_predict_tags_finds_it(tmp_path, tiny, monkeypatch):
+    model, base = tiny
+    monkeypatch.delenv("LAMODA_MODEL", raising=False)
+    monkeypatch.delenv("LAMODA_BASE", raising=False)
+    # Above the current directory: the tiny fixtures hold adapters/ beside base/.
+    monkeypatch.chdir(base)
+    found = Tagger.load(num_threads=1)
+    assert (found.model_dir, found.base_dir) == (str(model), None)
+    assert found.categories == ["accs", "bags", "shoes"]
+    # The variables come next, as for predict-tags --model/--base.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BundleError) as err:
+        Tagger.load()
+    assert str(err.value) == (
+        "no model bundle: give model_dir or set LAMODA_MODEL (a project checkout has one in "
+        f"adapters/; none is above {tmp_path})"
+    )
+    monkeypatch.setenv("LAMODA_MODEL", str(model))
+    monkeypatch.setenv("LAMODA_BASE", str(tmp_path))
+    with pytest.raises(BundleError, match=str(tmp_path)):
+        Tagger.load()
+    monkeypatch.setenv("LAMODA_BASE", str(base))
+    assert Tagger.load().base_dir == str(base)

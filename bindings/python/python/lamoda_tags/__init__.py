@@ -23,10 +23,22 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._native import BundleError, LamodaError, NativeTagger, __version__, sku_shard
+from ._native import (
+    BundleError,
+    LamodaError,
+    NativeTagger,
+    __version__,
+    find_checkout_bundle,
+    sku_shard,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
+
+#: The bundle when ``Tagger.load`` is given none, as for ``predict-tags``.
+MODEL_ENV = "LAMODA_MODEL"
+#: The base when ``Tagger.load`` is given none (else the bundle's recorded default).
+BASE_ENV = "LAMODA_BASE"
 
 __all__ = [
     "BundleError",
@@ -147,22 +159,33 @@ class Tagger:
     @classmethod
     def load(
         cls,
-        model_dir: str | os.PathLike[str],
+        model_dir: str | os.PathLike[str] | None = None,
         base_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
     ) -> Tagger:
-        """Loads the bundle in ``model_dir`` (``adapters/`` of a project, or one written by
-        ``lamoda-tags bundle``) and its base from ``base_dir`` (default: the directory the
-        bundle records), as ``predict-tags --model --base`` does, with the same errors.
-        The tagger computes on ``num_threads`` threads of its own (default: one per core).
+        """Loads a model bundle and its base, found as ``predict-tags`` finds them, with
+        the same errors. The bundle: ``model_dir`` (``adapters/`` of a project, or one
+        written by ``lamoda-tags bundle``), else ``$LAMODA_MODEL``, else the ``adapters/``
+        of the project checkout above the current directory. The base: ``base_dir``,
+        else ``$LAMODA_BASE``, else the directory the bundle records. The tagger computes
+        on ``num_threads`` threads of its own (default: one per core).
 
-        Raises :class:`BundleError` when the bundle or base cannot be loaded (the message
-        says which file and how to get it), ``ValueError`` for ``num_threads=0``.
+        Raises :class:`BundleError` when the bundle or base cannot be found or loaded (the
+        message says which file and how to get it), ``ValueError`` for ``num_threads=0``.
         """
         if num_threads is not None and (
             isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
         ):
             raise ValueError(f"num_threads must be a whole number ≥ 1 or None, not {num_threads!r}")
+        if model_dir is None:
+            model_dir = os.environ.get(MODEL_ENV) or find_checkout_bundle(os.getcwd())
+        if model_dir is None:
+            raise BundleError(
+                f"no model bundle: give model_dir or set {MODEL_ENV} (a project checkout has "
+                f"one in adapters/; none is above {os.getcwd()})"
+            )
+        if base_dir is None:
+            base_dir = os.environ.get(BASE_ENV) or None
         model = os.path.abspath(os.fspath(model_dir))
         base = None if base_dir is None else os.path.abspath(os.fspath(base_dir))
         native = NativeTagger(model, base, num_threads)

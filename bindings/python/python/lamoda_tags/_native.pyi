@@ -15,6 +15,9 @@ def sku_shard(sku: str, n: int) -> int:
     """The shard (0..n) of ``sku``, as ``predict-tags --shard I/N`` splits a table:
     64-bit FNV-1a of its UTF-8 bytes, modulo ``n``. Raises ``ValueError`` for ``n < 1``."""
 
+def find_checkout_bundle(start: str | os.PathLike[str]) -> str | None:
+    """The first ``adapters/`` with a ``bundle.json`` in or above ``start``, or None."""
+
 class NativeTagger:
     def __init__(
         self,
