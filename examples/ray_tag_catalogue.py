@@ -162,6 +162,8 @@ def tag_unit(ray_data, args: argparse.Namespace, unit: int) -> dict:
 
 def check_out(args: argparse.Namespace) -> None:
     """Refuses an output directory of another run (other units, or foreign files)."""
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"error: --out {args.out} is a file, not a directory")
     os.makedirs(args.out, exist_ok=True)
     for name in os.listdir(args.out):
         if name.startswith("_tmp-unit-"):
@@ -192,12 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         return 0
 
-    import ray
-    import ray.data
-    from lamoda_tags import Tagger
+    try:
+        import ray
+        import ray.data
+    except ImportError as err:
+        sys.exit(f"error: Ray Data is not installed ({err}): pip install \"ray[data]\"")
+    from lamoda_tags import LamodaError, Tagger
 
     # Fail here, once, on a bad bundle or base, not inside every actor.
-    Tagger.load(args.model, args.base, num_threads=1)
+    try:
+        Tagger.load(args.model, args.base, num_threads=1)
+    except LamodaError as err:
+        sys.exit(f"error: {err}")
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:

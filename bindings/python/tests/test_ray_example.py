@@ -162,3 +162,12 @@ def test_a_rerun_redoes_an_unfinished_unit_and_refuses_another_split(tmp_path, r
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert bad.returncode == 2 and "no such file or directory" in bad.stderr
+    (tmp_path / "empty").mkdir()
+    no_bundle = subprocess.run(
+        [*command[:6], "--model", str(tmp_path / "empty"), *command[8:], "--out", str(tmp_path / "o2")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert no_bundle.returncode == 1
+    assert no_bundle.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'empty'} is not a model bundle"
+    ), no_bundle.stderr
