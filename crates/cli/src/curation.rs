@@ -92,13 +92,10 @@ fn embed_cached(
     let started = Instant::now();
     let progress = Display::new();
     progress.start(what, 0);
-    let mut last_line = Instant::now();
     let (vectors, stats) = cache.embed_all(embedder, texts, 64, |done, total| {
         progress.set(done as u64, total as u64, "");
-        let due = last_line.elapsed().as_secs() >= 10 || done == total;
-        if !progress.is_terminal() && total > 0 && due {
-            last_line = Instant::now();
-            eprintln!("{what}: {done}/{total} embedded");
+        if total > 0 {
+            progress.log_line(done == total, || format!("{what}: {done}/{total} embedded"));
         }
     })?;
     progress.finish();

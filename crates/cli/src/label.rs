@@ -2,7 +2,7 @@
 //! `lamoda-curation` (LLM labeling of review stacks; the raw-tag pool).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -117,22 +117,19 @@ pub fn label(args: LabelArgs, project: &Project) -> anyhow::Result<()> {
     };
     let bar = Display::new();
     bar.start("labeling products", 0);
-    let mut last_line = Instant::now();
     let on_progress = |p: &LabelProgress| {
         let todo = p.total - p.already_done;
         let message = format!("ok {}, failed {}", p.ok, p.failed);
         bar.set((p.ok + p.failed) as u64, todo as u64, &message);
-        let due = last_line.elapsed() >= Duration::from_secs(10) || p.remaining() == 0;
-        if !bar.is_terminal() && due {
-            last_line = Instant::now();
-            eprintln!(
+        bar.log_line(p.remaining() == 0, || {
+            format!(
                 "labeled {}/{todo} products: ok {}, failed {} ({} already done)",
                 p.ok + p.failed,
                 p.ok,
                 p.failed,
                 p.already_done
-            );
-        }
+            )
+        });
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

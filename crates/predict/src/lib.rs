@@ -326,19 +326,16 @@ fn tag_file(tagger: &Tagger, input: &Path, out: &Path, cli: &PredictArgs) -> any
     let display = progress::Display::new();
     display.start("tagging rows", 0);
     let started = Instant::now();
-    let mut last_line = Instant::now();
     let summary = tag_table(tagger, input, out, &options, |p: BatchProgress| {
         let rate = p.tagged as f64 / started.elapsed().as_secs_f64().max(1e-9);
         let message = format!("{rate:.1} products/s");
         display.set(p.rows_done as u64, p.rows_total as u64, &message);
-        let due = last_line.elapsed() >= Duration::from_secs(10) || p.rows_done == p.rows_total;
-        if !display.is_terminal() && due {
-            last_line = Instant::now();
-            eprintln!(
+        display.log_line(p.rows_done == p.rows_total, || {
+            format!(
                 "tagged {} products, {}/{} rows read ({rate:.1} products/s)",
                 p.tagged, p.rows_done, p.rows_total
-            );
-        }
+            )
+        });
     });
     display.finish();
     let summary = summary?;

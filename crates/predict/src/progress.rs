@@ -54,14 +54,9 @@ impl Display {
         }
     }
 
-    /// Whether stderr is a terminal (a bar is drawn).
-    pub fn is_terminal(&self) -> bool {
-        self.terminal && !self.quiet
-    }
-
     /// Moves the current stage to `done` of `total` steps (for work that knows absolute
     /// positions, such as a table read while tagged), with `message` after the bar. In a
-    /// log it prints nothing: the caller's own lines say more.
+    /// log it prints nothing: the caller's own lines ([`Display::log_line`]) say more.
     pub fn set(&self, done: u64, total: u64, message: &str) {
         self.with_stage(false, |stage, terminal| {
             stage.total = total;
@@ -72,6 +67,24 @@ impl Display {
                 stage.bar.set_message(message.to_owned());
             }
         });
+    }
+
+    /// In a log (stderr not a terminal), prints `line()` when 10 s have passed since the
+    /// stage's last line, or at once when `last`; on a terminal (the bar says it) or
+    /// quiet, nothing. For callers whose own lines say more than `what: done/total`.
+    pub fn log_line(&self, last: bool, line: impl FnOnce() -> String) {
+        if self.quiet || self.terminal {
+            return;
+        }
+        let Ok(mut slot) = self.stage.lock() else {
+            return;
+        };
+        if let Some(stage) = slot.as_mut()
+            && (last || stage.last_line.elapsed() >= LINE_EVERY)
+        {
+            stage.last_line = Instant::now();
+            eprintln!("{}", line());
+        }
     }
 
     /// Applies `change` to the current stage; `log`: print the 10-second line in a log.
@@ -164,6 +177,18 @@ mod tests {
         assert_eq!(counts(&display), Some((7, 10)));
         display.set(9, 12, "");
         assert_eq!(counts(&display), Some((9, 12)));
+        // A caller's line: at once when last, else not before 10 s.
+        let printed = std::cell::Cell::new(0);
+        display.log_line(false, || {
+            printed.set(printed.get() + 1);
+            String::new()
+        });
+        assert_eq!(printed.get(), 0);
+        display.log_line(true, || {
+            printed.set(printed.get() + 1);
+            String::new()
+        });
+        assert_eq!(printed.get(), 1);
         display.finish();
         assert!(display.stage.lock().expect("lock").is_none());
         // The quiet display holds nothing.
