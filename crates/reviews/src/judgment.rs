@@ -251,6 +251,17 @@ pub struct Judgment {
 }
 
 impl Judgment {
+    /// How many tags (or properties) it holds of each verdict, in [`Verdict`] order:
+    /// what the store's counts and the server's metrics add up.
+    pub fn verdict_counts(&self) -> [(Verdict, usize); 4] {
+        [
+            (Verdict::Accepted, self.accepted.len()),
+            (Verdict::Rejected, self.rejected.len()),
+            (Verdict::Added, self.added.len()),
+            (Verdict::Missing, self.missing.len()),
+        ]
+    }
+
     /// The tags the reviewer keeps: accepted, then added.
     pub fn kept(&self) -> impl Iterator<Item = &String> {
         self.accepted.iter().chain(&self.added)

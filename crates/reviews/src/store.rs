@@ -370,12 +370,7 @@ impl ReviewStore {
                 .entry(j.category)
                 .or_default()
                 .insert(j.sku.clone());
-            for (verdict, n) in [
-                (Verdict::Accepted, j.accepted.len()),
-                (Verdict::Rejected, j.rejected.len()),
-                (Verdict::Added, j.added.len()),
-                (Verdict::Missing, j.missing.len()),
-            ] {
+            for (verdict, n) in j.verdict_counts() {
                 *counts.verdicts.entry((j.category, verdict)).or_default() += n as u64;
             }
         }

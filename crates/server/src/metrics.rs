@@ -193,12 +193,7 @@ impl Metrics {
                 category: category.clone(),
             })
             .inc();
-        for (verdict, n) in [
-            (lamoda_reviews::Verdict::Accepted, j.accepted.len()),
-            (lamoda_reviews::Verdict::Rejected, j.rejected.len()),
-            (lamoda_reviews::Verdict::Added, j.added.len()),
-            (lamoda_reviews::Verdict::Missing, j.missing.len()),
-        ] {
+        for (verdict, n) in j.verdict_counts() {
             self.verdicts
                 .get_or_create(&VerdictLabels {
                     category: category.clone(),
