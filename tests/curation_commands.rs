@@ -1,4 +1,4 @@
-//! `lamoda-tags map`, `consolidate` as processes on small real slices: the mapping file, the
+//! `lamoda-tags map`, `consolidate` and `gaps` as processes on small real slices: the mapping file, the
 //! training files from an edited mapping, the clusters, and one-line errors. The commands
 //! that embed need the base (`models/e5-small`): without it they SKIP.
 
@@ -234,4 +234,65 @@ fn consolidate_clusters_a_pool_and_compares_with_the_reference() {
     // counts their pair as agreed.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("| Accs |"), "{stdout}");
+}
+
+#[test]
+fn gaps_counts_the_missing_answers_of_a_review_store() {
+    let dir = std::env::temp_dir().join(format!("gaps-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let db = dir.join("reviews.sqlite");
+    let store = lamoda_reviews::ReviewStore::open(&db).expect("open store");
+    // Two products whose reviewers name one property the beauty pool lacks; one of them
+    // judged twice by the same reviewer (only the latest judgment counts).
+    for (sku, reviewer, missing) in [
+        ("GAPS-1", "ann", "Светится в темноте"),
+        ("GAPS-2", "bob", "светится в темноте!"),
+        ("GAPS-2", "bob", "Светится в темноте"),
+    ] {
+        store
+            .insert(&lamoda_reviews::NewJudgment {
+                sku: sku.into(),
+                good_type: "Beauty_Accs".into(),
+                category: lamoda_data::Category::Beauty,
+                reviewer: reviewer.into(),
+                accepted: Vec::new(),
+                rejected: Vec::new(),
+                added: Vec::new(),
+                missing: vec![missing.into()],
+                reviews: vec![format!("Крем {sku} светится в темноте")],
+                model: "test".into(),
+            })
+            .expect("insert");
+    }
+    drop(store);
+    let out = dir.join("gaps");
+    let run = Command::new(env!("CARGO_BIN_EXE_lamoda-tags"))
+        .args(["gaps", "--db"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&out)
+        .env("LAMODA_DATA", data())
+        .output()
+        .expect("lamoda-tags runs");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut reader = csv::Reader::from_path(out.join("pool-gaps.csv")).expect("pool-gaps.csv");
+    let headers = reader.headers().expect("headers").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.expect("row"))
+        .filter(|r| {
+            r[col("phrase")]
+                .to_lowercase()
+                .contains("светится в темноте")
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one phrase for both spellings");
+    let row = &rows[0];
+    assert_eq!(&row[col("category")], "beauty");
+    assert_eq!(&row[col("products")], "2");
+    assert_eq!(&row[col("reviews")], "2");
+    assert_eq!(&row[col("careful")], "0");
+    let _ = std::fs::remove_dir_all(&dir);
 }

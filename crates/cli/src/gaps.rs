@@ -66,12 +66,7 @@ pub fn run(args: GapsArgs, project: &Project) -> anyhow::Result<()> {
         let store = lamoda_reviews::ReviewStore::open(path)?;
         for (line, _) in lamoda_reviews::reviewed_lines(&store)? {
             let category: Category = line.category.parse()?;
-            inputs.push(GapInput {
-                category,
-                source: lamoda_curation::gaps::GapSource::Review { sku: line.sku },
-                missing: line.missing,
-                reviews: line.reviews,
-            });
+            inputs.push(GapInput::reviewed(category, &line));
         }
     }
     if inputs.is_empty() {

@@ -64,6 +64,21 @@ pub struct GapInput {
     pub reviews: Vec<String>,
 }
 
+impl GapInput {
+    /// A team-reviewed product of `category`: a `lamoda-tags review export` line, or the
+    /// review store's view of one (`lamoda_reviews::reviewed_lines`).
+    pub fn reviewed(category: Category, line: &lamoda_data::ReviewedLine) -> Self {
+        GapInput {
+            category,
+            source: GapSource::Review {
+                sku: line.sku.clone(),
+            },
+            missing: line.missing.clone(),
+            reviews: line.reviews.clone(),
+        }
+    }
+}
+
 /// Settings of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GapSettings {
@@ -475,14 +490,7 @@ pub fn careful_inputs(
 pub fn reviewed_inputs(labels: &[lamoda_data::ReviewedLabel]) -> Vec<GapInput> {
     labels
         .iter()
-        .map(|l| GapInput {
-            category: l.category,
-            source: GapSource::Review {
-                sku: l.label.sku.clone(),
-            },
-            missing: l.label.missing.clone(),
-            reviews: l.label.reviews.clone(),
-        })
+        .map(|l| GapInput::reviewed(l.category, &l.label))
         .collect()
 }
 
