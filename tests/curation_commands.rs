@@ -1,6 +1,7 @@
-//! `lamoda-tags map`, `consolidate` and `gaps` as processes on small real slices: the mapping file, the
-//! training files from an edited mapping, the clusters, and one-line errors. The commands
-//! that embed need the base (`models/e5-small`): without it they SKIP.
+//! `lamoda-tags map`, `consolidate` and `gaps` as processes on small real slices: the
+//! mapping file, the training files from an edited mapping, the clusters, a review store's
+//! pool gaps, and one-line errors. The commands that embed need the base
+//! (`models/e5-small`): without it they SKIP.
 
 #[path = "support/output.rs"]
 mod output;
