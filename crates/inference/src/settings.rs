@@ -1,10 +1,11 @@
 //! [`RuntimeSettings`]: how an adapter reads a product's reviews (`runtime.json` in its
-//! directory): the text prefix, the review caps, how reviews pool into a product and the
-//! batch size. Training reads reviews with the same settings, so they are part of the
+//! directory): the text prefix, the review caps, how reviews pool into a product, the
+//! batch size and the encoder's precision. Training reads reviews with the same settings, so they are part of the
 //! model, not of the training recipe.
 
 use std::path::Path;
 
+use lamoda_model::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::InferenceError;
@@ -37,6 +38,11 @@ pub struct RuntimeSettings {
     pub pooling: Pooling,
     /// Products per encoder batch.
     pub batch_size: usize,
+    /// How the encoder's projections multiply at run time (`fp32` when the file does not
+    /// say; training always runs fp32). Flags of `predict-tags`, the server, `embed` and
+    /// the bench override it ([`crate::Tagger::set_precision`]).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for RuntimeSettings {
@@ -47,6 +53,7 @@ impl Default for RuntimeSettings {
             max_reviews_per_product: 32,
             pooling: Pooling::Mean,
             batch_size: 32,
+            precision: Precision::Fp32,
         }
     }
 }

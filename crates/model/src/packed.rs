@@ -29,7 +29,7 @@
 //! (the base and the adapters built on it).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use multiversion::multiversion;
@@ -38,6 +38,7 @@ use rayon::prelude::*;
 use crate::config::{HiddenAct, ModelType};
 use crate::encoder::{Encoder, EncoderLayer};
 use crate::error::{ModelError, Result};
+use crate::quant::{Epilogue, Int8Scratch, Precision, QuantLinear, matmul_int8};
 
 /// Tokens per pass through the layers: large enough that each projection is one big
 /// multiplication, small enough that the feed-forward buffer (`tokens × 1536` floats for
@@ -63,6 +64,18 @@ pub struct Layer {
     down_w: Vec<f32>,
     down_b: Vec<f32>,
     ln2: Norm,
+    /// The four projections quantised for [`Precision::Int8`], made on first use (and so
+    /// once per layer, shared by every encoder holding it).
+    int8: OnceLock<Int8Layer>,
+}
+
+/// A layer's projections in int8 (`crate::quant`).
+#[derive(Debug)]
+struct Int8Layer {
+    qkv: QuantLinear,
+    out: QuantLinear,
+    up: QuantLinear,
+    down: QuantLinear,
 }
 
 #[derive(Debug)]
@@ -159,6 +172,8 @@ pub struct PackedEncoder {
     token_type: Arc<Vec<f32>>,
     embed_norm: Arc<Norm>,
     layers: Vec<Arc<Layer>>,
+    /// How the projections multiply.
+    precision: Precision,
 }
 
 fn values<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
@@ -202,6 +217,20 @@ impl Layer {
             down_w: values(layer.output.weight.val(), "output")?,
             down_b: bias(&layer.output.bias, h, "output bias")?,
             ln2: Norm::from_burn(&layer.layer_norm)?,
+            int8: OnceLock::new(),
+        })
+    }
+
+    /// The int8 projections, quantised on first use.
+    fn int8(&self) -> &Int8Layer {
+        self.int8.get_or_init(|| {
+            let (h, ffn) = (self.out_b.len(), self.up_b.len());
+            Int8Layer {
+                qkv: QuantLinear::new(&self.qkv_w, h, 3 * h),
+                out: QuantLinear::new(&self.out_w, h, h),
+                up: QuantLinear::new(&self.up_w, h, ffn),
+                down: QuantLinear::new(&self.down_w, ffn, h),
+            }
         })
     }
 }
@@ -246,7 +275,22 @@ impl PackedEncoder {
             token_type: Arc::new(types[..h].to_vec()),
             embed_norm: Arc::new(Norm::from_burn(&e.layer_norm)?),
             layers,
+            precision: Precision::Fp32,
         })
+    }
+
+    /// This encoder with its projections at `precision` (the weights are shared; int8
+    /// ones are quantised on first use, once per layer).
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        Self {
+            precision,
+            ..self.clone()
+        }
+    }
+
+    /// How its projections multiply.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// This encoder with layers `layers` taken from `other` (an adapted copy of the same
@@ -369,17 +413,25 @@ impl PackedEncoder {
 
     /// One post-LN layer over `x` (`[tokens, hidden]`, reviews at `offsets`), in place.
     fn layer(&self, layer: &Layer, x: &mut [f32], offsets: &[usize], s: &mut Scratch) {
+        match self.precision {
+            Precision::Fp32 => self.layer_fp32(layer, x, offsets, s),
+            Precision::Int8 => self.layer_int8(layer, x, offsets, s),
+        }
+    }
+
+    /// [`Self::layer`] in fp32.
+    fn layer_fp32(&self, layer: &Layer, x: &mut [f32], offsets: &[usize], s: &mut Scratch) {
         let h = self.hidden;
         let t = x.len() / h;
         // Q, K, V: one product, onto the biases.
         fill_rows(&mut s.qkv, &layer.qkv_b, t);
-        matmul_add(&mut s.qkv, x, &layer.qkv_w, t, h, 3 * h);
+        matmul(&mut s.qkv, x, &layer.qkv_w, [t, h, 3 * h], true);
         // Attention, review by review.
         s.ctx.resize(t * h, 0.0);
         self.attention(&s.qkv, &mut s.ctx, offsets);
         // Output projection onto bias + residual, then layer norm.
         add_rows(x, &layer.out_b, h);
-        matmul_add(x, &s.ctx, &layer.out_w, t, h, h);
+        matmul(x, &s.ctx, &layer.out_w, [t, h, h], true);
         layer_norm(x, &layer.ln1, h, self.eps);
         // Feed-forward onto its biases; GELU; down onto bias + residual; layer norm.
         // The up-projection overwrites the buffer; its bias is added in the GELU pass.
@@ -387,21 +439,34 @@ impl PackedEncoder {
         matmul(&mut s.mid, x, &layer.up_w, [t, h, self.ffn], false);
         let (ffn, bias) = (self.ffn, &layer.up_b);
         let rows = (ELEMENTWISE_CHUNK / ffn).max(1) * ffn;
-        match self.act {
-            HiddenAct::Gelu => s
-                .mid
-                .par_chunks_mut(rows)
-                .for_each(|c| gelu_bias_rows(c, bias)),
-            HiddenAct::GeluTanh => s.mid.par_chunks_mut(rows).for_each(|c| {
-                for r in c.chunks_exact_mut(ffn) {
-                    r.iter_mut()
-                        .zip(bias)
-                        .for_each(|(v, b)| *v = gelu_tanh(*v + b));
-                }
-            }),
-        }
+        let act = self.act;
+        s.mid
+            .par_chunks_mut(rows)
+            .for_each(|c| activate_rows(c, bias, act));
         add_rows(x, &layer.down_b, h);
-        matmul_add(x, &s.mid, &layer.down_w, t, self.ffn, h);
+        matmul(x, &s.mid, &layer.down_w, [t, self.ffn, h], true);
+        layer_norm(x, &layer.ln2, h, self.eps);
+    }
+
+    /// [`Self::layer`] with the four projections in int8 (`crate::quant`): biases, the
+    /// residual and GELU applied in each product's epilogue, while its rows are in cache.
+    fn layer_int8(&self, layer: &Layer, x: &mut [f32], offsets: &[usize], s: &mut Scratch) {
+        let h = self.hidden;
+        let t = x.len() / h;
+        let q = layer.int8();
+        s.qkv.resize(t * 3 * h, 0.0);
+        matmul_int8(&mut s.qkv, x, &q.qkv, Epilogue::bias(&layer.qkv_b), &mut s.int8);
+        s.ctx.resize(t * h, 0.0);
+        self.attention(&s.qkv, &mut s.ctx, offsets);
+        matmul_int8(x, &s.ctx, &q.out, Epilogue::bias(&layer.out_b).add(), &mut s.int8);
+        layer_norm(x, &layer.ln1, h, self.eps);
+        s.mid.resize(t * self.ffn, 0.0);
+        let act = self.act;
+        let zero = vec![0f32; self.ffn];
+        let gelu = |rows: &mut [f32]| activate_rows(rows, &zero, act);
+        let up = Epilogue::bias(&layer.up_b).then(&gelu);
+        matmul_int8(&mut s.mid, x, &q.up, up, &mut s.int8);
+        matmul_int8(x, &s.mid, &q.down, Epilogue::bias(&layer.down_b).add(), &mut s.int8);
         layer_norm(x, &layer.ln2, h, self.eps);
     }
 
@@ -427,11 +492,25 @@ impl PackedEncoder {
     }
 }
 
+/// Reviews up to this many tokens attend in [`attend_short`]; longer ones through `gemm`.
+const SHORT_REVIEW: usize = 96;
+
 /// One review's attention: `rows` its `[len, 3·hidden]` Q|K|V, `out` its `[len, hidden]`
 /// context, `nh` heads of width `d`. Per head, two small products read the head's columns
 /// in place (keys transposed by their strides): scores `Q·Kᵀ·scale`, then the softmaxed
 /// scores times `V`, written into the head's columns of `out`.
 fn attend(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
+    let h = nh * d;
+    let len = out.len() / h;
+    if len <= SHORT_REVIEW {
+        attend_short(rows, out, nh, d, scale);
+    } else {
+        attend_gemm(rows, out, nh, d, scale);
+    }
+}
+
+/// [`attend`] through `gemm`, two products per head.
+fn attend_gemm(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
     let h = nh * d;
     let len = out.len() / h;
     let mut scores = vec![0f32; len * len];
@@ -472,6 +551,70 @@ fn attend(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
     }
 }
 
+/// [`attend`] for a short review, in plain loops that vectorise (a `gemm` call per head
+/// and product costs more than the arithmetic of a 20-token review). Per head: the keys
+/// transposed into `[d, lanes]` (`len` rounded up to whole 16-float vectors, zero padded),
+/// so a query's scores are, per vector of 16 keys, `d` multiply-adds kept in one register;
+/// the softmax over whole vectors (the padding masked to −∞, so `exp` gives 0 there);
+/// then the context row, per 16 of its `d` columns, as `len` multiply-adds of value rows.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn attend_short(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) {
+    const L: usize = 16;
+    let h = nh * d;
+    let len = out.len() / h;
+    let lanes = len.next_multiple_of(L);
+    let mut kt = vec![0f32; d * lanes];
+    let mut scores = vec![0f32; lanes];
+    for head in 0..nh {
+        let (qo, ko, vo) = (head * d, h + head * d, 2 * h + head * d);
+        for (j, row) in rows.chunks_exact(3 * h).enumerate() {
+            for (t, k) in row[ko..ko + d].iter().enumerate() {
+                kt[t * lanes + j] = *k * scale;
+            }
+        }
+        for (i, ctx) in out.chunks_exact_mut(h).enumerate() {
+            let q = &rows[i * 3 * h + qo..i * 3 * h + qo + d];
+            for (c, out) in scores.chunks_exact_mut(L).enumerate() {
+                let mut acc = [0f32; L];
+                for (t, qt) in q.iter().enumerate() {
+                    let k = &kt[t * lanes + c * L..t * lanes + (c + 1) * L];
+                    for l in 0..L {
+                        acc[l] = qt.mul_add(k[l], acc[l]);
+                    }
+                }
+                out.copy_from_slice(&acc);
+            }
+            scores[len..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+            let max = lane_max(&scores);
+            scores
+                .iter_mut()
+                .for_each(|s| *s = exp_nonpositive(*s - max));
+            let inv = 1.0 / lane_sum(&scores, |v| v);
+            let ctx = &mut ctx[head * d..(head + 1) * d];
+            let mut chunks = ctx.chunks_exact_mut(L);
+            for (c, out) in chunks.by_ref().enumerate() {
+                let mut acc = [0f32; L];
+                for (p, row) in scores.iter().zip(rows.chunks_exact(3 * h)) {
+                    let v = &row[vo + c * L..vo + (c + 1) * L];
+                    for l in 0..L {
+                        acc[l] = p.mul_add(v[l], acc[l]);
+                    }
+                }
+                out.iter_mut().zip(acc).for_each(|(o, a)| *o = a * inv);
+            }
+            let done = d - d % L;
+            let tail = chunks.into_remainder();
+            tail.iter_mut().for_each(|c| *c = 0.0);
+            for (p, row) in scores.iter().zip(rows.chunks_exact(3 * h)) {
+                tail.iter_mut()
+                    .zip(&row[vo + done..vo + d])
+                    .for_each(|(c, v)| *c += p * v);
+            }
+            tail.iter_mut().for_each(|c| *c *= inv);
+        }
+    }
+}
+
 /// Softmax of each `width`-wide row of `x` in place, in three passes that each
 /// vectorise: the rows' maxima subtracted, `exp` over the whole matrix at once (rows of
 /// ~17 scores would leave most of a 16-lane vector to a scalar tail), then each row
@@ -496,6 +639,7 @@ struct Scratch {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     mid: Vec<f32>,
+    int8: Int8Scratch,
 }
 
 /// Elements per parallel task of an elementwise op.
@@ -519,11 +663,6 @@ fn add_rows(x: &mut [f32], row: &[f32], width: usize) {
             r.iter_mut().zip(row).for_each(|(x, b)| *x += b);
         }
     });
-}
-
-/// `out[m×n] += a[m×k] · b[k×n]`, all row-major, on every core when it is large.
-fn matmul_add(out: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-    matmul(out, a, b, [m, k, n], true);
 }
 
 /// `out[m×n] = (add ? out : 0) + a[m×k] · b[k×n]`, all row-major, on every core when it
@@ -690,6 +829,20 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { er * two_n }
 }
 
+/// `act(x + bias)` of every `bias.len()`-wide row of `x`, vectorised.
+fn activate_rows(x: &mut [f32], bias: &[f32], act: HiddenAct) {
+    match act {
+        HiddenAct::Gelu => gelu_bias_rows(x, bias),
+        HiddenAct::GeluTanh => {
+            for r in x.chunks_exact_mut(bias.len()) {
+                r.iter_mut()
+                    .zip(bias)
+                    .for_each(|(v, b)| *v = gelu_tanh(*v + b));
+            }
+        }
+    }
+}
+
 /// `gelu(x + bias)` of every `bias.len()`-wide row of `x`, vectorised.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn gelu_bias_rows(x: &mut [f32], bias: &[f32]) {
@@ -775,6 +928,28 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn short_attention_equals_the_gemm_one() {
+        // d = 32 (e5's heads: whole vectors only) and d = 24 (a tail of 8 columns).
+        for (nh, d, len) in [(3, 32, 1), (3, 32, 23), (2, 24, 40), (4, 8, 17)] {
+            let h = nh * d;
+            let rows: Vec<f32> = (0..len * 3 * h)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0)
+                .collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let mut short = vec![0f32; len * h];
+            let mut long = vec![0f32; len * h];
+            attend_short(&rows, &mut short, nh, d, scale);
+            attend_gemm(&rows, &mut long, nh, d, scale);
+            let worst = short
+                .iter()
+                .zip(&long)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "nh {nh} d {d} len {len}: max |short − gemm| = {worst}");
         }
     }
 

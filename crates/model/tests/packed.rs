@@ -9,8 +9,8 @@ use lamoda_model::burn::optim::{AdamWConfig, GradientsParams};
 use lamoda_model::burn::tensor::{Device, Tensor};
 use lamoda_model::tokenize::pad_batch;
 use lamoda_model::{
-    HeadSpec, LoraConfig, ModelType, PackedEncoder, TagModel, bce_with_logits, default_device,
-    load_hf_dir, packed::TOKENS_PER_PASS,
+    HeadSpec, LoraConfig, ModelType, PackedEncoder, Precision, TagModel, bce_with_logits,
+    default_device, load_hf_dir, packed::TOKENS_PER_PASS,
 };
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -79,6 +79,47 @@ fn packed_matches_the_naive_reference_and_burn_for_both_families() {
                 "{ty:?} review {i}: max |packed − reference| = {d}"
             );
         }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn int8_stays_close_to_the_naive_reference_for_both_families() {
+    let device = default_device();
+    for ty in [ModelType::Bert, ModelType::XlmRoberta] {
+        let c = tiny_config(ty);
+        let weights = random_weights(&c, 5, "");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_tiny_hf_dir(dir.path(), &c, &weights);
+        let base = load_hf_dir(dir.path(), &device).expect("load");
+        let int8 = base.packed.with_precision(Precision::Int8);
+        assert_eq!(int8.precision(), Precision::Int8);
+        assert_eq!(base.packed.precision(), Precision::Fp32, "the base is unchanged");
+        let max_len = c.max_position_embeddings - c.pad_token_id - 2;
+        let rows = reviews(9, c.vocab_size as u32, max_len);
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let fp32 = base.packed.forward(&refs).expect("fp32").mean_pooled();
+        let pooled = int8.forward(&refs).expect("int8").mean_pooled();
+        assert_ne!(pooled, fp32, "int8 ran its own products");
+        for (i, r) in rows.iter().enumerate() {
+            let reference = reference_pooled(&weights, "", &c, r);
+            let got = &pooled[i * c.hidden_size..(i + 1) * c.hidden_size];
+            let cos = cosine(got, &reference);
+            assert!(cos > 0.995, "{ty:?} review {i}: cosine to the reference {cos}");
+        }
+        // An adapted copy keeps the precision (its new layers are quantised too).
+        let adapted = int8
+            .with_layers_of(&base.encoder, 1..c.num_hidden_layers)
+            .expect("adapted");
+        assert_eq!(adapted.precision(), Precision::Int8);
+        let again = adapted.forward(&refs).expect("adapted").mean_pooled();
+        assert_eq!(again, pooled, "same weights, same int8 products");
     }
 }
 

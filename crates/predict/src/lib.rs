@@ -39,7 +39,9 @@ use clap::{ArgGroup, Parser};
 use lamoda_inference::batch::{
     BatchOptions, BatchProgress, OnError, Shard, errors_path, tag_table,
 };
-use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Progress as _, Request, Tagger};
+use lamoda_inference::{
+    DecodeOptions, InferenceError, Precision, Prediction, Progress as _, Request, Tagger,
+};
 use lamoda_llm::{RerankConfig, RerankInput, Reranker, apply_rerank};
 use serde::Serialize;
 
@@ -100,6 +102,10 @@ pub struct PredictArgs {
     /// thresholds (or 0.5 where none were saved).
     #[arg(long, value_parser = probability)]
     threshold: Option<f32>,
+    /// How the encoder multiplies: fp32, or int8 (faster; its figures are in
+    /// docs/experiments.md §19) [default: each adapter's runtime.json].
+    #[arg(long, value_name = "fp32|int8")]
+    precision: Option<Precision>,
     /// Keep a tag only when at least N of the reviews support it on their own (0: off;
     /// then a product may get no tag).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -231,6 +237,9 @@ pub fn run(cli: PredictArgs) -> anyhow::Result<()> {
         Err(err) => return Err(err.into()),
     };
     tagger.set_threshold(cli.threshold)?;
+    if let Some(precision) = cli.precision {
+        tagger.set_precision(precision);
+    }
     if let (Some(input), Some(out)) = (&cli.input, &cli.out) {
         return tag_file(&tagger, input, out, &cli);
     }

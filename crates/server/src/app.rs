@@ -172,7 +172,12 @@ pub async fn serve(
         let started = Instant::now();
         let result = Tagger::open(&config.model, config.base.as_deref())
             .map_err(ServerError::from)
-            .and_then(|tagger| loader.install(tagger));
+            .and_then(|mut tagger| {
+                if let Some(precision) = config.precision {
+                    tagger.set_precision(precision);
+                }
+                loader.install(tagger)
+            });
         match result {
             Ok(()) => tracing::info!(
                 "model {} loaded in {:.1} s",

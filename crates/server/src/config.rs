@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use lamoda_inference::Precision;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -86,6 +87,10 @@ pub struct ServeArgs {
     /// Scored products kept for re-decoding without the encoder.
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub cache_entries: usize,
+    /// How the encoder multiplies: fp32, or int8 (faster; its figures are in
+    /// docs/experiments.md §19) [default: each adapter's runtime.json].
+    #[arg(long, value_name = "fp32|int8")]
+    pub precision: Option<Precision>,
     /// The review store (SQLite; created on first use) where `/review` and
     /// `POST /v1/reviews` keep the reviewers' judgments [default:
     /// $XDG_DATA_HOME/lamoda-tags/reviews.sqlite, else
@@ -208,6 +213,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Scored products cached.
     pub cache_entries: usize,
+    /// The encoder's precision, when not the bundle's.
+    pub precision: Option<Precision>,
     /// The review store's file; in memory (lost at exit) when `None`.
     pub reviews_db: Option<PathBuf>,
     /// The LLM re-ranking, when offered.
@@ -257,6 +264,7 @@ impl ServerConfig {
             products,
             api_key,
             cache_entries: args.cache_entries,
+            precision: args.precision,
             reviews_db: Some(match &args.reviews_db {
                 Some(path) => path.clone(),
                 None => default_reviews_db().ok_or(ConfigError::NoReviewsDb)?,
@@ -277,6 +285,7 @@ impl ServerConfig {
             products: None,
             api_key: None,
             cache_entries: 2048,
+            precision: None,
             reviews_db: None,
             rerank: None,
             limits: Limits::default(),

@@ -333,6 +333,9 @@ impl TrainConfig {
             max_reviews_per_product: self.max_reviews_per_product,
             pooling: self.pooling,
             batch_size: self.eval_batch_size,
+            // Training and its figures are fp32; a bundle is switched with
+            // `Tagger::set_precision` or its `runtime.json` once measured (§19).
+            precision: lamoda_model::Precision::Fp32,
         }
     }
 }
