@@ -4,9 +4,9 @@ Reads either one text per line from --input (tokenised as `passage: <text>`, at 
 --max-tokens tokens) or the token ids of each review from --ids (one JSON list per line,
 as `cargo xtask bench` writes them), runs length-sorted batches padded to their longest
 review through the embeddings and the first --layers layers (all by default), mean-pools
-over the real tokens, and prints one JSON line: tokens, seconds (median of --repeats).
---out writes the pooled vectors as .npy, --out-f32 as raw little-endian f32 in input
-order. Threads: --threads.
+over the real tokens, and prints one JSON line: tokens, seconds (median of --repeats runs
+after one warm-up). --out writes the pooled vectors as .npy, --out-f32 as raw
+little-endian f32 in input order. Threads: --threads.
 """
 import argparse, json, statistics, time
 
@@ -86,7 +86,7 @@ def main():
         return (x * m[..., None]).sum(1) / m.sum(1, keepdim=True)
 
     times, out = [], None
-    for _ in range(a.repeats):
+    for run in range(a.repeats + 1):  # the first is the warm-up
         t0 = time.perf_counter()
         res = [None] * len(ids)
         for s in range(0, len(order), a.batch):
@@ -94,7 +94,8 @@ def main():
             pooled = encode([ids[i] for i in chunk])
             for j, i in enumerate(chunk):
                 res[i] = pooled[j]
-        times.append(time.perf_counter() - t0)
+        if run:
+            times.append(time.perf_counter() - t0)
         out = res
     if a.out:
         np.save(a.out, torch.stack(out).numpy())

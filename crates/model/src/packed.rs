@@ -455,10 +455,22 @@ impl PackedEncoder {
         let t = x.len() / h;
         let q = layer.int8();
         s.qkv.resize(t * 3 * h, 0.0);
-        matmul_int8(&mut s.qkv, x, &q.qkv, Epilogue::bias(&layer.qkv_b), &mut s.int8);
+        matmul_int8(
+            &mut s.qkv,
+            x,
+            &q.qkv,
+            Epilogue::bias(&layer.qkv_b),
+            &mut s.int8,
+        );
         s.ctx.resize(t * h, 0.0);
         self.attention(&s.qkv, &mut s.ctx, offsets);
-        matmul_int8(x, &s.ctx, &q.out, Epilogue::bias(&layer.out_b).add(), &mut s.int8);
+        matmul_int8(
+            x,
+            &s.ctx,
+            &q.out,
+            Epilogue::bias(&layer.out_b).add(),
+            &mut s.int8,
+        );
         layer_norm(x, &layer.ln1, h, self.eps);
         s.mid.resize(t * self.ffn, 0.0);
         let act = self.act;
@@ -466,7 +478,13 @@ impl PackedEncoder {
         let gelu = |rows: &mut [f32]| activate_rows(rows, &zero, act);
         let up = Epilogue::bias(&layer.up_b).then(&gelu);
         matmul_int8(&mut s.mid, x, &q.up, up, &mut s.int8);
-        matmul_int8(x, &s.mid, &q.down, Epilogue::bias(&layer.down_b).add(), &mut s.int8);
+        matmul_int8(
+            x,
+            &s.mid,
+            &q.down,
+            Epilogue::bias(&layer.down_b).add(),
+            &mut s.int8,
+        );
         layer_norm(x, &layer.ln2, h, self.eps);
     }
 
@@ -584,7 +602,9 @@ fn attend_short(rows: &[f32], out: &mut [f32], nh: usize, d: usize, scale: f32) 
                 }
                 out.copy_from_slice(&acc);
             }
-            scores[len..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+            scores[len..]
+                .iter_mut()
+                .for_each(|s| *s = f32::NEG_INFINITY);
             let max = lane_max(&scores);
             scores
                 .iter_mut()
@@ -949,7 +969,10 @@ mod tests {
                 .zip(&long)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            assert!(worst < 1e-5, "nh {nh} d {d} len {len}: max |short − gemm| = {worst}");
+            assert!(
+                worst < 1e-5,
+                "nh {nh} d {d} len {len}: max |short − gemm| = {worst}"
+            );
         }
     }
 
