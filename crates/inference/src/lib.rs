@@ -37,10 +37,10 @@ pub use bundle::{BaseRef, Bundle, Manifest, find_checkout_bundle, write_bundle};
 pub use careful::CarefulCalibration;
 pub use error::{InferenceError, error_line, one_line};
 pub use format::AdapterMetrics;
-pub use progress::{Progress, Silent};
-pub use settings::{Pooling, RuntimeSettings};
 /// The encoder's precision, chosen in `runtime.json` or by [`Tagger::set_precision`].
 pub use lamoda_model::Precision;
+pub use progress::{Progress, Silent};
+pub use settings::{Pooling, RuntimeSettings};
 pub use tagger::{
     DecodeOptions, Evidence, PredictedTag, Prediction, Request, ScoredReview, Scores,
     TagProbability, Tagger, load_base,

@@ -100,7 +100,11 @@ fn int8_stays_close_to_the_naive_reference_for_both_families() {
         let base = load_hf_dir(dir.path(), &device).expect("load");
         let int8 = base.packed.with_precision(Precision::Int8);
         assert_eq!(int8.precision(), Precision::Int8);
-        assert_eq!(base.packed.precision(), Precision::Fp32, "the base is unchanged");
+        assert_eq!(
+            base.packed.precision(),
+            Precision::Fp32,
+            "the base is unchanged"
+        );
         let max_len = c.max_position_embeddings - c.pad_token_id - 2;
         let rows = reviews(9, c.vocab_size as u32, max_len);
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
@@ -111,7 +115,10 @@ fn int8_stays_close_to_the_naive_reference_for_both_families() {
             let reference = reference_pooled(&weights, "", &c, r);
             let got = &pooled[i * c.hidden_size..(i + 1) * c.hidden_size];
             let cos = cosine(got, &reference);
-            assert!(cos > 0.995, "{ty:?} review {i}: cosine to the reference {cos}");
+            assert!(
+                cos > 0.995,
+                "{ty:?} review {i}: cosine to the reference {cos}"
+            );
         }
         // An adapted copy keeps the precision (its new layers are quantised too).
         let adapted = int8
