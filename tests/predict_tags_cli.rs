@@ -111,6 +111,8 @@ fn usage_errors_exit_2_with_one_line() {
     assert_fails(&out, 2, &["--good-type"]);
     let out = run(&["--text", "ok", "--good-type", "Bags", "--threshold", "1.5"]);
     assert_fails(&out, 2, &["--threshold", "1.5"]);
+    let out = run(&["--text", "ok", "--good-type", "Bags", "--precision", "bf16"]);
+    assert_fails(&out, 2, &["--precision", "bf16", "fp32 or int8"]);
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("--good-type"));
@@ -259,6 +261,20 @@ fn tags_reviews_with_a_tiny_model() {
         .map(|(i, p)| format!("{}\t{p:.2}\t1", bags.tags[i]))
         .collect();
     assert_eq!(lines[1..], expected, "{text}");
+
+    // --precision int8: the encoder's projections in int8. This test's heads answer fixed
+    // probabilities, so the answer is the same (crates/model/tests/packed.rs holds int8's
+    // hidden states to the reference).
+    let out = with_model(&[
+        "--text",
+        "Вместительная сумка",
+        "--good-type",
+        "Bags",
+        "--precision",
+        "int8",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), text, "int8 answers as fp32 here");
 
     // --threshold 0.7 drops the third tag.
     let out = with_model(&[

@@ -83,3 +83,25 @@ impl RuntimeSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_defaults_to_fp32_and_names_what_it_cannot_read() {
+        let old = r#"{"text_prefix": "passage: ", "max_tokens_per_review": 64,
+            "max_reviews_per_product": 32, "pooling": "log_mean_exp", "batch_size": 32}"#;
+        let s: RuntimeSettings = serde_json::from_str(old).expect("a file of before §19");
+        assert_eq!(s.precision, Precision::Fp32);
+        let int8 = old.replace("32}", r#"32, "precision": "int8"}"#);
+        let s: RuntimeSettings = serde_json::from_str(&int8).expect("int8");
+        assert_eq!(s.precision, Precision::Int8);
+        let back: RuntimeSettings =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("again");
+        assert_eq!(back, s);
+        let bf16 = old.replace("32}", r#"32, "precision": "bf16"}"#);
+        let err = serde_json::from_str::<RuntimeSettings>(&bf16).expect_err("not offered");
+        assert!(err.to_string().contains("bf16"), "{err}");
+    }
+}
