@@ -13,7 +13,9 @@
 use std::path::PathBuf;
 
 use lamoda_inference::batch::sku_hash;
-use lamoda_inference::{DecodeOptions, InferenceError, Prediction, Request, Tagger, error_line};
+use lamoda_inference::{
+    DecodeOptions, InferenceError, Precision, Prediction, Request, Tagger, error_line,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -120,26 +122,33 @@ fn prediction_dict<'py>(
 #[pymethods]
 impl NativeTagger {
     /// Loads the bundle in `model_dir` on the base in `base_dir` (default: the bundle's
-    /// recorded one), with a pool of `num_threads` threads (default: one per core).
+    /// recorded one), with a pool of `num_threads` threads (default: one per core), the
+    /// encoder at `precision` (`"fp32"` or `"int8"`; default: each adapter's
+    /// `runtime.json`).
     #[new]
-    #[pyo3(signature = (model_dir, base_dir=None, num_threads=None))]
+    #[pyo3(signature = (model_dir, base_dir=None, num_threads=None, precision=None))]
     fn new(
         py: Python<'_>,
         model_dir: PathBuf,
         base_dir: Option<PathBuf>,
         num_threads: Option<usize>,
+        precision: Option<String>,
     ) -> PyResult<Self> {
         if num_threads == Some(0) {
             return Err(PyValueError::new_err(
                 "num_threads must be at least 1 (or None for one per core)",
             ));
         }
+        let precision = precision
+            .map(|p| p.parse::<Precision>())
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(num_threads.unwrap_or(0))
             .thread_name(|i| format!("lamoda-tagger-{i}"))
             .build()
             .map_err(|e| LamodaError::new_err(format!("cannot start the thread pool: {e}")))?;
-        let tagger = py
+        let mut tagger = py
             .detach(|| {
                 pool.install(|| Tagger::open(&model_dir, base_dir.as_deref()).map_err(Box::new))
             })
@@ -150,6 +159,9 @@ impl NativeTagger {
                 )),
                 err => to_py(err),
             })?;
+        if let Some(p) = precision {
+            tagger.set_precision(p);
+        }
         Ok(Self {
             tagger,
             pool,

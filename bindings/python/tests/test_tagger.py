@@ -121,6 +121,8 @@ def test_bad_options_and_products_raise_value_error(tiny_tagger):
          "item 1: good_type must be a str, not NoneType"),
         (lambda: tiny_tagger.predict_many([("Bags", ["a"])], batch_size=0), "batch_size must be a whole number ≥ 1, not 0"),
         (lambda: Tagger.load(".", num_threads=0), "num_threads must be a whole number ≥ 1 or None, not 0"),
+        (lambda: Tagger.load(tiny_tagger.model_dir, tiny_tagger.base_dir, precision="bf16"),
+         "unknown precision `bf16` (expected fp32 or int8; bf16 is not offered: see docs/experiments.md §19)"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError) as err:
@@ -262,6 +264,21 @@ def test_a_tagger_pickles_by_its_paths(tiny_tagger):
     # A process of its own loads it again from the pickle.
     with ProcessPoolExecutor(max_workers=1) as pool:
         assert pool.submit(_tag_in_child, tiny_tagger, reviews).result(timeout=120) == here
+
+
+def test_precision_int8_runs_the_encoder_in_int8_and_pickles(tiny_tagger):
+    int8 = Tagger.load(tiny_tagger.model_dir, tiny_tagger.base_dir, num_threads=2, precision="int8")
+    assert "precision='int8'" in repr(int8)
+    reviews = ["abc def", "gh ij klm", "no"]
+    here, there = tiny_tagger.predict("Bags", reviews), int8.predict("Bags", reviews)
+    assert set(there) == ANSWER_KEYS
+    fp32_p, int8_p = here["probabilities"], there["probabilities"]
+    assert fp32_p.keys() == int8_p.keys()
+    # int8 ran its own products (other probabilities), close to fp32's.
+    assert fp32_p != int8_p
+    assert max(abs(fp32_p[t] - int8_p[t]) for t in fp32_p) < 0.05
+    again = pickle.loads(pickle.dumps(int8))
+    assert again.predict("Bags", reviews) == there
 
 
 def test_predict_tags_parquet_output_is_predict_table_s(tmp_path, tiny, tiny_tagger, predict_tags):

@@ -152,7 +152,9 @@ class Tagger:
 
     __slots__ = ("_native", "_args")
 
-    def __init__(self, native: NativeTagger, args: tuple[str, str | None, int | None]):
+    def __init__(
+        self, native: NativeTagger, args: tuple[str, str | None, int | None, str | None]
+    ):
         self._native = native
         self._args = args
 
@@ -162,16 +164,20 @@ class Tagger:
         model_dir: str | os.PathLike[str] | None = None,
         base_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
+        precision: str | None = None,
     ) -> Tagger:
         """Loads a model bundle and its base, found as ``predict-tags`` finds them, with
         the same errors. The bundle: ``model_dir`` (``adapters/`` of a project, or one
         written by ``lamoda-tags bundle``), else ``$LAMODA_MODEL``, else the ``adapters/``
         of the project checkout above the current directory. The base: ``base_dir``,
         else ``$LAMODA_BASE``, else the directory the bundle records. The tagger computes
-        on ``num_threads`` threads of its own (default: one per core).
+        on ``num_threads`` threads of its own (default: one per core), its encoder at
+        ``precision``: ``"fp32"`` or ``"int8"`` (faster; see the README's *Speed*), default
+        each adapter's ``runtime.json`` (fp32 in the shipped bundle).
 
         Raises :class:`BundleError` when the bundle or base cannot be found or loaded (the
-        message says which file and how to get it), ``ValueError`` for ``num_threads=0``.
+        message says which file and how to get it), ``ValueError`` for ``num_threads=0``
+        or an unknown ``precision``.
         """
         if num_threads is not None and (
             isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
@@ -188,8 +194,8 @@ class Tagger:
             base_dir = os.environ.get(BASE_ENV) or None
         model = os.path.abspath(os.fspath(model_dir))
         base = None if base_dir is None else os.path.abspath(os.fspath(base_dir))
-        native = NativeTagger(model, base, num_threads)
-        return cls(native, (model, base, num_threads))
+        native = NativeTagger(model, base, num_threads, precision)
+        return cls(native, (model, base, num_threads, precision))
 
     def __reduce__(self):
         # Pickled as its paths: the receiving process loads the bundle again.
@@ -198,7 +204,7 @@ class Tagger:
     def __repr__(self) -> str:
         return (
             f"Tagger.load({self._args[0]!r}, base_dir={self._args[1]!r}, "
-            f"num_threads={self._args[2]!r})"
+            f"num_threads={self._args[2]!r}, precision={self._args[3]!r})"
         )
 
     @property

@@ -24,6 +24,7 @@ class NativeTagger:
         model_dir: str | os.PathLike[str],
         base_dir: str | os.PathLike[str] | None = None,
         num_threads: int | None = None,
+        precision: str | None = None,
     ) -> None: ...
     @property
     def model_dir(self) -> str: ...
