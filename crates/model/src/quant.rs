@@ -172,16 +172,6 @@ impl QuantLinear {
             n,
         }
     }
-
-    /// Input width.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
 }
 
 /// Reused buffers of the int8 products.

@@ -9,8 +9,8 @@ use lamoda_model::burn::optim::{AdamWConfig, GradientsParams};
 use lamoda_model::burn::tensor::{Device, Tensor};
 use lamoda_model::tokenize::pad_batch;
 use lamoda_model::{
-    HeadSpec, LoraConfig, ModelType, PackedEncoder, Precision, TagModel, bce_with_logits,
-    default_device, load_hf_dir, packed::TOKENS_PER_PASS,
+    EncoderConfig, HeadSpec, LoadedBase, LoraConfig, ModelType, PackedEncoder, Precision, TagModel,
+    bce_with_logits, default_device, load_hf_dir, packed::TOKENS_PER_PASS,
 };
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -28,6 +28,17 @@ fn reviews(n: usize, vocab: u32, max_len: usize) -> Vec<Vec<u32>> {
             r
         })
         .collect()
+}
+
+/// A tiny base of `ty` with the seeded random `weights`, written as an HF directory and
+/// loaded (the directory lives as long as the returned guard).
+fn tiny_base(ty: ModelType, seed: u64) -> (EncoderConfig, Weights, tempfile::TempDir, LoadedBase) {
+    let c = tiny_config(ty);
+    let weights = random_weights(&c, seed, "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_hf_dir(dir.path(), &c, &weights);
+    let base = load_hf_dir(dir.path(), &default_device()).expect("load");
+    (c, weights, dir, base)
 }
 
 /// Burn's padded pass: each review's token rows of the final hidden states.
@@ -51,11 +62,7 @@ fn burn_hidden(
 fn packed_matches_the_naive_reference_and_burn_for_both_families() {
     let device = default_device();
     for ty in [ModelType::Bert, ModelType::XlmRoberta] {
-        let c = tiny_config(ty);
-        let weights = random_weights(&c, 11, "");
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_tiny_hf_dir(dir.path(), &c, &weights);
-        let base = load_hf_dir(dir.path(), &device).expect("load");
+        let (c, weights, _dir, base) = tiny_base(ty, 11);
         let max_len = c.max_position_embeddings - c.pad_token_id - 2;
         let rows = reviews(9, c.vocab_size as u32, max_len);
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
@@ -91,13 +98,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn int8_stays_close_to_the_naive_reference_for_both_families() {
-    let device = default_device();
     for ty in [ModelType::Bert, ModelType::XlmRoberta] {
-        let c = tiny_config(ty);
-        let weights = random_weights(&c, 5, "");
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_tiny_hf_dir(dir.path(), &c, &weights);
-        let base = load_hf_dir(dir.path(), &device).expect("load");
+        let (c, weights, _dir, base) = tiny_base(ty, 5);
         let int8 = base.packed.with_precision(Precision::Int8);
         assert_eq!(int8.precision(), Precision::Int8);
         assert_eq!(
@@ -132,11 +134,7 @@ fn int8_stays_close_to_the_naive_reference_for_both_families() {
 
 #[test]
 fn a_review_reads_the_same_alone_and_among_many_passes() {
-    let device = default_device();
-    let c = tiny_config(ModelType::Bert);
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_hf_dir(dir.path(), &c, &random_weights(&c, 5, ""));
-    let base = load_hf_dir(dir.path(), &device).expect("load");
+    let (c, _, _dir, base) = tiny_base(ModelType::Bert, 5);
     // More tokens than one pass holds, so the layers run in several passes.
     let rows = reviews(2 * TOKENS_PER_PASS / 10, c.vocab_size as u32, 20);
     let total: usize = rows.iter().map(Vec::len).sum();
